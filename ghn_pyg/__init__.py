@@ -1,0 +1,19 @@
+"""ghn_pyg: Graph HyperNetworks on PyTorch Geometric for quantization-robust CNN parameters.
+
+Main entry points::
+
+    from ghn_pyg import trace, QuantSpec
+    graph = trace(model, input_shape=(1, 3, 32, 32), spec=QuantSpec.uniform(4))
+"""
+
+from .errors import GraphBuildError
+from .graph import (ArchGraph, register_activation, register_op, register_passthrough,
+                    register_primitive, trace)
+from .quant import QuantSpec, annotate
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ArchGraph", "GraphBuildError", "QuantSpec", "annotate", "trace", "register_op",
+    "register_activation", "register_passthrough", "register_primitive", "__version__",
+]

@@ -1,0 +1,113 @@
+"""The ``ghn-pyg`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from typing import Sequence
+
+__all__ = ["main", "build_parser"]
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        dims = tuple(int(d) for d in text.replace("x", ",").split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"input shape {text!r} must look like 1,3,32,32") from None
+    if len(dims) < 2 or any(d <= 0 for d in dims):
+        raise argparse.ArgumentTypeError(f"input shape {text!r} must be positive, with a batch dim")
+    return dims
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``ghn-pyg`` with all subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="ghn-pyg", description="Graph HyperNetworks for quantization-robust CNN parameters.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    graph = sub.add_parser("graph", help="trace a model and draw its architecture graph",
+                           description="Trace MODEL into an ArchGraph and draw it.")
+    graph.add_argument("model", help="torchvision:NAME or package.module:factory")
+    graph.add_argument("--out", required=True,
+                       help="output file: .dot (Graphviz text), .png, .svg or .pdf")
+    graph.add_argument("--input-shape", type=_shape, default=None,
+                       help="input shape with batch dim, e.g. 1,3,32,32 (default: 32x32 RGB, "
+                            "or the model's minimum)")
+    graph.add_argument("--w-bits", type=int, default=32, help="weight bits of conv/linear layers")
+    graph.add_argument("--a-bits", type=int, default=32, help="input activation bits")
+    graph.add_argument("--first-last-8bit", action="store_true",
+                       help="keep the first and last layers at 8 bits")
+    graph.add_argument("--num-classes", type=int, default=None, help="classifier size")
+
+    zoo = sub.add_parser("zoo", help="trace the torchvision CNN zoo and print a table of graphs")
+    zoo.add_argument("--size", type=int, default=32, help="input height and width (default 32)")
+    zoo.add_argument("--s-max", type=int, default=50, help="virtual edge cutoff (default 50)")
+    zoo.add_argument("--models", nargs="+", default=None, metavar="NAME",
+                     help="trace only these torchvision models (default: the whole zoo)")
+    return parser
+
+
+def _cmd_graph(args: argparse.Namespace) -> int:
+    from .graph.draw import draw
+    from .graph.tracer import trace
+    from .quant.spec import QuantSpec
+    from .spaces import resolve_model, zoo_input_shape
+
+    model = resolve_model(args.model, num_classes=args.num_classes)
+    name = args.model.partition(":")[2]
+    shape = args.input_shape or zoo_input_shape(name)
+    spec = QuantSpec(w_bits=args.w_bits, a_bits=args.a_bits,
+                     first_last_8bit=args.first_last_8bit)
+    graph = trace(model, shape, spec=spec, name=name, arch=args.model)
+    path = draw(graph, args.out)
+    print(f"{name}: {graph.num_nodes} nodes, {graph.edge_index.shape[1]} edges, "
+          f"{int(graph.level_fw.max()) + 1} levels -> {path}")
+    return 0
+
+
+def _cmd_zoo(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .graph.ops import QUANTIZABLE_OPS
+    from .graph.tracer import trace
+    from .report import markdown_table
+    from .spaces import ZOO, build_torchvision, zoo_input_shape
+
+    rows = []
+    for name in tqdm(args.models or ZOO, desc="tracing the torchvision zoo", unit="model"):
+        model = build_torchvision(name)
+        shape = zoo_input_shape(name, args.size)
+        start = time.perf_counter()
+        graph = trace(model, shape, s_max=args.s_max, name=name, arch=f"torchvision:{name}")
+        ms = (time.perf_counter() - start) * 1e3
+        mapped = sum(len(p) for p in graph.param_names)
+        layers = sum(op in QUANTIZABLE_OPS for op in graph.op_names())
+        rows.append((name, f"{shape[2]}x{shape[3]}", graph.num_nodes, graph.edge_index.shape[1],
+                     int(graph.level_fw.max()) + 1, graph.dist.numel(), layers,
+                     f"{mapped}/{len(list(model.parameters()))}", f"{ms:.0f}"))
+    header = ("model", "input", "nodes", "edges", "levels", "virtual", "conv+fc",
+              "params mapped", "trace ms")
+    print(markdown_table(header, rows))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``ghn-pyg``; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    # torch_geometric's import calls the deprecated torch.jit.script; not the user's concern.
+    warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated",
+                            category=FutureWarning)
+    from .errors import GraphBuildError
+
+    handlers = {"graph": _cmd_graph, "zoo": _cmd_zoo}
+    try:
+        return handlers[args.command](args)
+    except (GraphBuildError, ValueError, ImportError) as err:
+        print(f"ghn-pyg {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

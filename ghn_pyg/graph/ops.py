@@ -1,0 +1,276 @@
+"""The op vocabulary of architecture graphs and the registries that map PyTorch to it.
+
+Three kinds of things appear in a traced model:
+
+* **ops** (:func:`register_op`): module types that become graph nodes and own their
+  parameters, e.g. ``nn.Conv2d -> "conv"``. Functional ops (``torch.add``,
+  ``torch.cat``, ``F.max_pool2d``, ...) are mapped by the tracer itself.
+* **activations** (:func:`register_activation`): modules or functions that do not
+  become nodes; they set the ``act`` attribute of the node whose output they take.
+* **passthroughs** (:func:`register_passthrough`): parameter-free modules or
+  functions that are folded away (dropout, identity, reshapes).
+
+Lookups walk the type's MRO, so subclasses (``torch.ao.nn.qat.Conv2d``,
+torchvision's ``LayerNorm2d``) map like their parents unless registered themselves.
+Registered module types are leaves of the torch.fx tracer: it does not look inside.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "PRIMITIVES",
+    "ACTIVATIONS",
+    "QUANTIZABLE_OPS",
+    "primitive_id",
+    "activation_id",
+    "register_primitive",
+    "register_op",
+    "register_activation",
+    "register_passthrough",
+    "lookup_module",
+]
+
+#: Node primitives; the position in this list is the ``op`` id stored in graphs.
+#: ``act`` is a standalone activation, used only where folding it into its input node
+#: would be wrong (the raw value is also used elsewhere, or two activations in a row).
+PRIMITIVES: list[str] = [
+    "input",
+    "conv",
+    "dw_conv",
+    "group_conv",
+    "linear",
+    "batch_norm",
+    "layer_norm",
+    "group_norm",
+    "max_pool",
+    "avg_pool",
+    "global_avg_pool",
+    "add",
+    "mul",
+    "concat",
+    "act",
+]
+
+#: Activation names; the position is the ``act`` id stored in graphs (0: none).
+ACTIVATIONS: list[str] = [
+    "none",
+    "relu",
+    "relu6",
+    "hardswish",
+    "silu",
+    "sigmoid",
+    "gelu",
+    "hardsigmoid",
+    "tanh",
+    "leaky_relu",
+    "elu",
+    "mish",
+    "softplus",
+]
+
+#: Primitives whose weights and input activations are fake-quantized.
+QUANTIZABLE_OPS: frozenset[str] = frozenset({"conv", "dw_conv", "group_conv", "linear"})
+
+OpRule = Union[str, Callable[[nn.Module], str]]
+
+_MODULE_OPS: dict[type, OpRule] = {}
+_MODULE_ACTS: dict[type, str] = {}
+_MODULE_PASSTHROUGH: set[type] = set()
+#: Functions and method names (``"relu"`` for ``x.relu()``) that are activations.
+FUNCTION_ACTS: dict[Callable | str, str] = {}
+#: Functions and method names that are folded away.
+FUNCTION_PASSTHROUGH: set[Callable | str] = set()
+
+
+def primitive_id(name: str) -> int:
+    """Return the ``op`` id of primitive ``name``.
+
+    Raises:
+        ValueError: if ``name`` is not in :data:`PRIMITIVES`.
+    """
+    try:
+        return PRIMITIVES.index(name)
+    except ValueError:
+        raise ValueError(
+            f"unknown primitive {name!r}; known: {', '.join(PRIMITIVES)}. "
+            "Add new ones with ghn_pyg.graph.register_primitive(name)."
+        ) from None
+
+
+def activation_id(name: str) -> int:
+    """Return the ``act`` id of activation ``name``.
+
+    Raises:
+        ValueError: if ``name`` is not in :data:`ACTIVATIONS`.
+    """
+    try:
+        return ACTIVATIONS.index(name)
+    except ValueError:
+        raise ValueError(
+            f"unknown activation {name!r}; known: {', '.join(ACTIVATIONS)}"
+        ) from None
+
+
+def register_primitive(name: str) -> int:
+    """Append a new primitive to the vocabulary (idempotent) and return its id.
+
+    GHNs size their op embedding from ``len(PRIMITIVES)`` when they are built, so
+    register primitives before creating a GHN.
+    """
+    if name not in PRIMITIVES:
+        PRIMITIVES.append(name)
+    return PRIMITIVES.index(name)
+
+
+def register_op(module_type: type, op: OpRule) -> None:
+    """Map a module type to a graph primitive; its instances become nodes.
+
+    Args:
+        module_type: an ``nn.Module`` subclass. Subclasses of it map the same way
+            unless registered themselves.
+        op: a primitive name from :data:`PRIMITIVES`, or a callable that takes the
+            module instance and returns one (e.g. to tell depthwise convs apart).
+
+    All parameters of such a module (recursively) are predicted for its node, and the
+    tracer treats it as a leaf. Example::
+
+        ghn_pyg.register_op(MyConv, "conv")
+    """
+    _check_module_type(module_type)
+    if isinstance(op, str):
+        primitive_id(op)
+    elif not callable(op):
+        raise TypeError(f"op must be a primitive name or a callable, got {op!r}")
+    _MODULE_ACTS.pop(module_type, None)
+    _MODULE_PASSTHROUGH.discard(module_type)
+    _MODULE_OPS[module_type] = op
+
+
+def register_activation(target: type | Callable | str, act: str) -> None:
+    """Declare a module type, function or tensor-method name to be an activation.
+
+    Args:
+        target: an ``nn.Module`` subclass, a function such as ``torch.tanh``, or a
+            tensor method name such as ``"tanh"``.
+        act: its name in :data:`ACTIVATIONS` (extend that list for new ones).
+    """
+    activation_id(act)
+    if isinstance(target, type):
+        _check_module_type(target)
+        _MODULE_OPS.pop(target, None)
+        _MODULE_PASSTHROUGH.discard(target)
+        _MODULE_ACTS[target] = act
+    else:
+        FUNCTION_PASSTHROUGH.discard(target)
+        FUNCTION_ACTS[target] = act
+
+
+def register_passthrough(target: type | Callable | str) -> None:
+    """Declare a parameter-free module type, function or method name to be folded away."""
+    if isinstance(target, type):
+        _check_module_type(target)
+        _MODULE_OPS.pop(target, None)
+        _MODULE_ACTS.pop(target, None)
+        _MODULE_PASSTHROUGH.add(target)
+    else:
+        FUNCTION_ACTS.pop(target, None)
+        FUNCTION_PASSTHROUGH.add(target)
+
+
+def lookup_module(module: nn.Module) -> tuple[str, str | None]:
+    """Classify a module instance by the most specific registered type in its MRO.
+
+    Returns:
+        ``("op", primitive)``, ``("act", activation)``, ``("passthrough", None)`` or
+        ``("none", None)`` when no base class is registered.
+    """
+    for cls in type(module).__mro__:
+        if cls in _MODULE_OPS:
+            rule = _MODULE_OPS[cls]
+            name = rule if isinstance(rule, str) else rule(module)
+            primitive_id(name)
+            return "op", name
+        if cls in _MODULE_ACTS:
+            return "act", _MODULE_ACTS[cls]
+        if cls in _MODULE_PASSTHROUGH:
+            return "passthrough", None
+    return "none", None
+
+
+def _check_module_type(module_type: type) -> None:
+    if not (isinstance(module_type, type) and issubclass(module_type, nn.Module)):
+        raise TypeError(f"expected an nn.Module subclass, got {module_type!r}")
+
+
+def _conv_primitive(module: nn.Module) -> str:
+    groups = module.groups
+    if groups == 1:
+        return "conv"
+    if groups == module.in_channels and module.out_channels % groups == 0:
+        return "dw_conv"
+    return "group_conv"
+
+
+def _adaptive_avg_primitive(module: nn.Module) -> str:
+    return "global_avg_pool" if is_unit_size(module.output_size) else "avg_pool"
+
+
+def is_unit_size(size: object) -> bool:
+    """Whether a pooling output size (int or tuple) is 1 in every dimension."""
+    if isinstance(size, (tuple, list)):
+        return all(s == 1 for s in size)
+    return size == 1
+
+
+def _register_defaults() -> None:
+    for conv in (nn.Conv1d, nn.Conv2d):
+        register_op(conv, _conv_primitive)
+    register_op(nn.Linear, "linear")
+    for bn in (nn.BatchNorm1d, nn.BatchNorm2d):
+        register_op(bn, "batch_norm")
+    register_op(nn.LayerNorm, "layer_norm")
+    register_op(nn.GroupNorm, "group_norm")
+    for pool in (nn.MaxPool1d, nn.MaxPool2d, nn.AdaptiveMaxPool2d):
+        register_op(pool, "max_pool")
+    for pool in (nn.AvgPool1d, nn.AvgPool2d):
+        register_op(pool, "avg_pool")
+    register_op(nn.AdaptiveAvgPool2d, _adaptive_avg_primitive)
+
+    module_acts = {
+        nn.ReLU: "relu", nn.ReLU6: "relu6", nn.Hardswish: "hardswish", nn.SiLU: "silu",
+        nn.Sigmoid: "sigmoid", nn.GELU: "gelu", nn.Hardsigmoid: "hardsigmoid",
+        nn.Tanh: "tanh", nn.LeakyReLU: "leaky_relu", nn.ELU: "elu", nn.Mish: "mish",
+        nn.Softplus: "softplus",
+    }
+    for module_type, act in module_acts.items():
+        register_activation(module_type, act)
+    function_acts = {
+        F.relu: "relu", torch.relu: "relu", torch.relu_: "relu", F.relu_: "relu",
+        "relu": "relu", "relu_": "relu", F.relu6: "relu6", F.hardswish: "hardswish",
+        F.silu: "silu", torch.sigmoid: "sigmoid", F.sigmoid: "sigmoid",
+        "sigmoid": "sigmoid", "sigmoid_": "sigmoid", F.gelu: "gelu",
+        F.hardsigmoid: "hardsigmoid", torch.tanh: "tanh", F.tanh: "tanh", "tanh": "tanh",
+        F.leaky_relu: "leaky_relu", F.elu: "elu", F.mish: "mish", F.softplus: "softplus",
+    }
+    for fn, act in function_acts.items():
+        register_activation(fn, act)
+
+    for module_type in (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d,
+                        nn.AlphaDropout, nn.Flatten, nn.Unflatten):
+        register_passthrough(module_type)
+    for fn in (torch.flatten, torch.reshape, torch.permute, torch.transpose,
+               torch.squeeze, torch.unsqueeze, torch.chunk, torch.split, torch.unbind,
+               F.dropout, F.dropout2d, F.pad, F.interpolate, torch.clone,
+               "flatten", "view", "reshape", "permute", "transpose", "contiguous",
+               "chunk", "split", "unbind", "squeeze", "unsqueeze", "expand",
+               "expand_as", "clone", "detach", "to", "float", "type_as"):
+        register_passthrough(fn)
+
+
+_register_defaults()

@@ -1,0 +1,40 @@
+"""Shared fixtures: zoo models and their graphs are built once per test session."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+
+from ghn_pyg import trace
+from ghn_pyg.spaces import build_torchvision, zoo_input_shape
+
+torch.set_num_threads(2)
+
+
+@functools.lru_cache(maxsize=None)
+def zoo_model(name: str) -> torch.nn.Module:
+    """A randomly initialised torchvision model, built once."""
+    torch.manual_seed(0)
+    return build_torchvision(name)
+
+
+@functools.lru_cache(maxsize=None)
+def zoo_graph(name: str):
+    """The ArchGraph of a zoo model at its default input shape, built once."""
+    return trace(zoo_model(name), zoo_input_shape(name), name=name)
+
+
+@pytest.fixture
+def registry_guard():
+    """Restore the op registries after a test that registers its own types."""
+    from ghn_pyg.graph import ops
+
+    saved = (dict(ops._MODULE_OPS), dict(ops._MODULE_ACTS), set(ops._MODULE_PASSTHROUGH),
+             dict(ops.FUNCTION_ACTS), set(ops.FUNCTION_PASSTHROUGH), list(ops.PRIMITIVES))
+    yield
+    for live, old in zip((ops._MODULE_OPS, ops._MODULE_ACTS, ops._MODULE_PASSTHROUGH,
+                          ops.FUNCTION_ACTS, ops.FUNCTION_PASSTHROUGH, ops.PRIMITIVES), saved):
+        live.clear()
+        live.update(old) if not isinstance(live, list) else live.extend(old)

@@ -1,0 +1,61 @@
+"""The ghn-pyg command line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from ghn_pyg.cli import main
+
+
+def test_graph_to_dot_and_png(tmp_path, capsys):
+    dot = tmp_path / "resnet18.dot"
+    assert main(["graph", "torchvision:resnet18", "--out", str(dot), "--w-bits", "4",
+                 "--a-bits", "4", "--first-last-8bit"]) == 0
+    text = dot.read_text()
+    assert text.startswith('digraph "resnet18"') and text.count("->") == 59
+    assert "W4A4" in text and "W8A8" in text
+    png = tmp_path / "squeeze.png"
+    assert main(["graph", "torchvision:squeezenet1_0", "--out", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "39 nodes" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["resnet18.dot", "squeeze.png"]
+
+
+def test_graph_from_a_factory(tmp_path):
+    out = tmp_path / "m.dot"
+    assert main(["graph", "torchvision.models:mobilenet_v3_small", "--out", str(out),
+                 "--num-classes", "10"]) == 0
+    assert "linear" in out.read_text()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["graph", "resnet18", "--out", "x.dot"], "must look like"),
+    (["graph", "torchvision:nonet", "--out", "x.dot"], "unknown torchvision model"),
+    (["graph", "no.such.module:f", "--out", "x.dot"], "cannot load model factory"),
+    (["graph", "torchvision:resnet18", "--out", "x.jpg"], "use .dot, .png"),
+    (["graph", "torchvision:resnet18", "--out", "x.dot", "--w-bits", "9"], "invalid bit-width"),
+    (["graph", "torchvision:alexnet", "--out", "x.dot", "--input-shape", "1,3,16,16"],
+     r"rejected an input of shape \(1, 3, 16, 16\)"),
+])
+def test_bad_input_exits_2_with_a_message(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    import re
+
+    assert re.search(message, capsys.readouterr().err)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_zoo_prints_a_table(capsys):
+    assert main(["zoo", "--models", "resnet18", "squeezenet1_0"]) == 0
+    out = capsys.readouterr().out
+    assert "| resnet18 " in out and "| 62/62 " in out and "| squeezenet1_0 " in out
+
+
+def test_console_script_help():
+    result = subprocess.run([sys.executable, "-m", "ghn_pyg.cli", "--help"],
+                            capture_output=True, text=True, check=True)
+    assert "graph" in result.stdout and "zoo" in result.stdout
