@@ -24,7 +24,7 @@ from . import ops
 from .archgraph import ArchGraph
 from .topology import levels, virtual_edges
 
-__all__ = ["trace"]
+__all__ = ["trace", "trace_with_fx"]
 
 _ADD_FUNCS = {operator.add, operator.iadd, torch.add, operator.sub, operator.isub,
               torch.sub, "add", "add_", "sub", "sub_"}
@@ -70,6 +70,16 @@ def trace(model: nn.Module, input_shape: Sequence[int] = (1, 3, 32, 32),
             unsupported construct (e.g. attention layers).
         ValueError: invalid ``s_max`` or bits in ``spec``.
     """
+    return trace_with_fx(model, input_shape, spec, s_max, name, arch)[0]
+
+
+def trace_with_fx(model: nn.Module, input_shape: Sequence[int] = (1, 3, 32, 32),
+                  spec: Any = None, s_max: int = 50, name: str | None = None,
+                  arch: str = "") -> tuple[ArchGraph, fx.Graph]:
+    """:func:`trace`, also returning the torch.fx graph it folded (leaves: registered types).
+
+    The fx graph is not modified and can be given to ``torch.fx.GraphModule(model, g)``.
+    """
     if s_max < 1:
         raise ValueError(f"s_max must be >= 1, got {s_max}")
     name = name or type(model).__name__
@@ -97,7 +107,7 @@ def trace(model: nn.Module, input_shape: Sequence[int] = (1, 3, 32, 32),
         from ..quant.spec import annotate
 
         graph = annotate(graph, spec)
-    return graph
+    return graph, fx_graph
 
 
 def _reject_attention(model: nn.Module, name: str) -> None:

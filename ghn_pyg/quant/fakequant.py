@@ -1,0 +1,155 @@
+r"""Fake-quantization primitives with straight-through gradients.
+
+Weights: symmetric, signed, per output channel (or per tensor),
+
+.. math::
+    s_c = \max(|W_c|) / \tfrac{q_{max} - q_{min}}{2}, \qquad
+    \hat W_c = s_c \cdot \mathrm{clamp}(\mathrm{round}(W_c / s_c), q_{min}, q_{max}),
+
+with :math:`[q_{min}, q_{max}] = [-2^{b-1}, 2^{b-1} - 1]` (PyTorch's ``qint8`` at 8 bits).
+
+Activations: asymmetric, unsigned, per tensor, over a range :math:`[l, h] \ni 0`,
+
+.. math::
+    s = (h - l) / (2^b - 1), \quad z = \mathrm{clamp}(-\mathrm{round}(l / s), 0, 2^b - 1),
+    \quad \hat x = s \cdot (\mathrm{clamp}(\mathrm{round}(x / s) + z, 0, 2^b - 1) - z).
+
+Scales come from the detached tensor range and are clamped away from zero, so a
+constant tensor quantizes without NaN. The fixed-scale paths use PyTorch's own
+``fake_quantize_per_*_affine`` kernels, whose gradient w.r.t. the input is 1 inside
+the representable range and 0 outside (straight-through estimator). The learnable
+(LSQ) paths use the same rounding with a straight-through ``round`` and let gradients
+reach the scale, scaled by :math:`1/\sqrt{n \cdot q_{max}}` as in LSQ.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from .spec import FLOAT_BITS
+
+__all__ = [
+    "EPS", "weight_qrange", "act_qrange", "weight_scale", "act_qparams", "fake_quant_weight",
+    "fake_quant_act", "lsq_fake_quant",
+]
+
+#: Smallest scale; keeps zero-range tensors finite.
+EPS = 1e-8
+
+
+def weight_qrange(bits: int) -> tuple[int, int]:
+    """Signed integer range of ``bits``-bit weights: ``(-2^(b-1), 2^(b-1) - 1)``."""
+    return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+
+
+def act_qrange(bits: int) -> tuple[int, int]:
+    """Unsigned integer range of ``bits``-bit activations: ``(0, 2^b - 1)``."""
+    return 0, 2 ** bits - 1
+
+
+def weight_scale(weight: Tensor, bits: int, per_channel: bool = True) -> Tensor:
+    """Symmetric scale of ``weight`` (detached).
+
+    Returns:
+        [C_out] float32 when ``per_channel`` (dim 0 is the output channel), else [1].
+    """
+    qmin, qmax = weight_qrange(bits)
+    w = weight.detach()
+    amax = w.abs().flatten(1).amax(dim=1) if per_channel and w.dim() > 1 else w.abs().amax().view(1)
+    return (amax.float() / ((qmax - qmin) / 2)).clamp_min(EPS)
+
+
+def act_qparams(low: Tensor, high: Tensor, bits: int) -> tuple[Tensor, Tensor]:
+    """Scale and zero point of an asymmetric range ``[low, high]`` widened to hold 0.
+
+    Args:
+        low, high: 0-d tensors (detached by the caller when needed).
+
+    Returns:
+        ``(scale [1] float32, zero_point [1] int32)``.
+    """
+    qmin, qmax = act_qrange(bits)
+    low = low.float().clamp(max=0).view(1)
+    high = high.float().clamp(min=0).view(1)
+    scale = ((high - low) / (qmax - qmin)).clamp_min(EPS)
+    zero_point = (qmin - torch.round(low / scale)).clamp(qmin, qmax).to(torch.int32)
+    return scale, zero_point
+
+
+def fake_quant_weight(weight: Tensor, bits: int, per_channel: bool = True,
+                      scale: Tensor | None = None) -> Tensor:
+    """Fake-quantize a weight tensor; ``bits >= 32`` returns it unchanged.
+
+    Args:
+        weight: [C_out, ...].
+        bits: bit-width (2..8, 16, 32).
+        per_channel: one scale per output channel (dim 0) or one per tensor.
+        scale: precomputed scale ([C_out] or [1]); by default from the weight's range.
+
+    Returns:
+        A tensor of the same shape and dtype; gradients pass straight through.
+    """
+    if bits >= FLOAT_BITS:
+        return weight
+    if scale is None:
+        scale = weight_scale(weight, bits, per_channel)
+    qmin, qmax = weight_qrange(bits)
+    w = weight.float()
+    if per_channel and w.dim() > 1:
+        zero = torch.zeros(w.shape[0], dtype=torch.int32, device=w.device)
+        out = torch.fake_quantize_per_channel_affine(w, scale, zero, 0, qmin, qmax)
+    else:
+        zero = torch.zeros(1, dtype=torch.int32, device=w.device)
+        out = torch.fake_quantize_per_tensor_affine(w, scale, zero, qmin, qmax)
+    return out.to(weight.dtype)
+
+
+def fake_quant_act(x: Tensor, bits: int, low: Tensor | None = None,
+                   high: Tensor | None = None) -> Tensor:
+    """Fake-quantize activations per tensor; ``bits >= 32`` returns ``x`` unchanged.
+
+    Args:
+        x: any shape.
+        bits: bit-width.
+        low, high: a calibrated range; by default the detached min and max of ``x``.
+    """
+    if bits >= FLOAT_BITS:
+        return x
+    if low is None or high is None:
+        low, high = torch.aminmax(x.detach())
+    scale, zero_point = act_qparams(low, high, bits)
+    qmin, qmax = act_qrange(bits)
+    out = torch.fake_quantize_per_tensor_affine(x.float(), scale, zero_point, qmin, qmax)
+    return out.to(x.dtype)
+
+
+def lsq_fake_quant(x: Tensor, scale: Tensor, zero_point: Tensor | float, qmin: int,
+                   qmax: int, channel_dim: int | None = None) -> Tensor:
+    """Fake quantization with a learnable scale (LSQ, Esser et al. 2020).
+
+    Args:
+        x: input tensor.
+        scale: positive scale, [1] or [C] (one per slice along ``channel_dim``).
+        zero_point: float zero point (0 for symmetric weights), same shape as ``scale``.
+        qmin, qmax: integer range.
+        channel_dim: the dimension ``scale`` runs along, or None for per tensor.
+
+    Returns:
+        ``scale * (round_ste(clamp(x / scale + z)) - z)``; gradients reach ``x``
+        (straight-through inside the range) and ``scale`` (scaled by
+        ``1 / sqrt(numel * qmax)``).
+    """
+    grad_factor = 1.0 / math.sqrt(x.numel() * max(qmax, 1))
+    s = scale * grad_factor + (scale - scale * grad_factor).detach()
+    if channel_dim is not None:
+        view = [1] * x.dim()
+        view[channel_dim] = -1
+        s = s.view(view)
+        if isinstance(zero_point, Tensor):
+            zero_point = zero_point.view(view)
+    v = torch.clamp(x / s + zero_point, qmin, qmax)
+    v = v + (torch.round(v) - v).detach()
+    return (v - zero_point) * s

@@ -1,0 +1,143 @@
+r"""Drop-in replacements used inside a :class:`~ghn_pyg.quant.QuantizedModel`.
+
+They register the *same* ``Parameter`` objects as the layers they stand for, under the
+same names, so ``torch.func.functional_call`` with a ``{name: tensor}`` dict keyed like
+``model.named_parameters()`` swaps in supplied tensors. Running statistics are read
+from the original batch-norm modules and never updated.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .quantizers import ActQuantizer, WeightQuantizer
+from .spec import FLOAT_BITS
+
+__all__ = ["QuantLayer", "BatchNormRunner", "BNMode"]
+
+BNMode = Literal["batch", "running"]
+
+
+def _share_parameters(target: nn.Module, source: nn.Module, names: tuple[str, ...]) -> None:
+    for name in names:
+        target.register_parameter(name, getattr(source, name, None))
+
+
+def _uses_running_stats(bn: nn.modules.batchnorm._BatchNorm, mode: BNMode) -> bool:
+    """Whether ``bn`` normalises with running statistics in ``mode`` (it must have them)."""
+    return mode == "running" and bn.track_running_stats and bn.running_mean is not None
+
+
+class BatchNormRunner(nn.Module):
+    r"""Batch norm with statistics chosen by ``mode``, never updating running stats.
+
+    .. math::
+        y = \gamma \, \frac{x - \mu}{\sqrt{\sigma^2 + \epsilon}} + \beta,
+
+    with :math:`(\mu, \sigma^2)` the batch statistics (``"batch"``, GHN-2's evaluation
+    protocol for predicted parameters) or the running ones (``"running"``, for trained
+    models).
+
+    Args:
+        bn: the original ``nn.BatchNorm{1,2}d``; its ``weight``/``bias`` are shared.
+        mode: ``"batch"`` or ``"running"``.
+    """
+
+    def __init__(self, bn: nn.modules.batchnorm._BatchNorm, mode: BNMode) -> None:
+        super().__init__()
+        self._bn = (bn,)  # a reference, not a submodule: its parameters live here
+        _share_parameters(self, bn, ("weight", "bias"))
+        self.mode = mode
+
+    def forward(self, x: Tensor) -> Tensor:
+        bn = self._bn[0]
+        use_running = _uses_running_stats(bn, self.mode)
+        return F.batch_norm(x, bn.running_mean if use_running else None,
+                            bn.running_var if use_running else None, self.weight, self.bias,
+                            training=not use_running, momentum=0.0, eps=bn.eps)
+
+    def extra_repr(self) -> str:
+        return f"mode={self.mode}"
+
+
+class QuantLayer(nn.Module):
+    r"""A conv or linear layer with fake-quantized weights and input activations.
+
+    .. math::
+        y = \mathrm{op}\big(Q_a(x),\; Q_w(W'),\; b'\big)
+
+    where :math:`Q_w` is per-channel symmetric, :math:`Q_a` per-tensor asymmetric, and
+    :math:`(W', b') = (W, b)` or, with a folded batch norm,
+    :math:`W' = W \gamma / \sqrt{\sigma^2 + \epsilon}`,
+    :math:`b' = \beta + (b - \mu) \gamma / \sqrt{\sigma^2 + \epsilon}` (per output
+    channel; batch statistics come from a float pass of the layer).
+
+    Args:
+        layer: an ``nn.Conv1d/2d/3d`` or ``nn.Linear`` (or subclass); its ``weight``
+            and ``bias`` are shared.
+        w_bits, a_bits: bit-widths; 32 skips that quantizer.
+        per_channel: per-output-channel weight scales.
+        learnable: LSQ scales.
+        fold: a batch norm to fold into the weights, and its statistics mode.
+    """
+
+    def __init__(self, layer: nn.Module, w_bits: int = FLOAT_BITS, a_bits: int = FLOAT_BITS,
+                 per_channel: bool = True, learnable: bool = False,
+                 fold: tuple[nn.modules.batchnorm._BatchNorm, BNMode] | None = None) -> None:
+        super().__init__()
+        if not isinstance(layer, (nn.modules.conv._ConvNd, nn.Linear)):
+            raise TypeError(f"QuantLayer wraps conv and linear layers, got {type(layer).__name__}")
+        self._layer = (layer,)
+        self._fold = fold
+        _share_parameters(self, layer, ("weight", "bias"))
+        self.weight_quant = WeightQuantizer(w_bits, per_channel, learnable)
+        self.act_quant = ActQuantizer(a_bits, learnable)
+
+    def set_bits(self, w_bits: int, a_bits: int) -> None:
+        """Change the bit-widths in place."""
+        self.weight_quant.bits = w_bits
+        self.act_quant.bits = a_bits
+
+    def _op(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        layer = self._layer[0]
+        if isinstance(layer, nn.Linear):
+            return F.linear(x, weight, bias)
+        return layer._conv_forward(x, weight, bias)
+
+    def float_weight(self, x: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """The weight and bias before weight quantization (after BN folding).
+
+        Args:
+            x: the layer's (quantized) input; needed to fold batch statistics.
+        """
+        weight, bias = self.weight, self.bias
+        if self._fold is None:
+            return weight, bias
+        bn, mode = self._fold
+        if _uses_running_stats(bn, mode):
+            mean, var = bn.running_mean, bn.running_var
+        elif x is None:
+            raise ValueError("folding batch statistics needs the layer input")
+        else:
+            y = self._op(x, weight, bias)
+            dims = [d for d in range(y.dim()) if d != 1]
+            mean, var = y.mean(dims), y.var(dims, unbiased=False)
+        gamma = bn.weight if bn.weight is not None else torch.ones_like(mean)
+        beta = bn.bias if bn.bias is not None else torch.zeros_like(mean)
+        inv = gamma * torch.rsqrt(var + bn.eps)
+        folded_w = weight * inv.view(-1, *([1] * (weight.dim() - 1)))
+        folded_b = beta + ((bias if bias is not None else 0.0) - mean) * inv
+        return folded_w, folded_b
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.act_quant(x)
+        weight, bias = self.float_weight(x)
+        return self._op(x, self.weight_quant(weight), bias)
+
+    def extra_repr(self) -> str:
+        folded = f", folded_bn={self._fold[1]}" if self._fold else ""
+        return f"{type(self._layer[0]).__name__}{folded}"

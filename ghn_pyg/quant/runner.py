@@ -1,0 +1,275 @@
+"""``quantize``: run a CNN with fake-quantized layers and, optionally, supplied parameters."""
+
+from __future__ import annotations
+
+from typing import Iterable, Iterator, Mapping, Sequence
+
+import torch
+import torch.fx as fx
+from torch import Tensor, nn
+from torch.func import functional_call
+from tqdm.auto import tqdm
+
+from ..graph.archgraph import ArchGraph
+from ..graph.ops import QUANTIZABLE_OPS, lookup_module
+from ..graph.tracer import trace_with_fx
+from .layers import BatchNormRunner, BNMode, QuantLayer
+from .quantizers import CalibrationMethod
+from .spec import FLOAT_BITS, QuantSpec, annotate, node_module_names
+
+__all__ = ["quantize", "QuantizedModel", "ParamsMismatchError"]
+
+_DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
+
+
+class ParamsMismatchError(ValueError):
+    """A supplied parameter dict does not match the model; lists every culprit."""
+
+
+class QuantizedModel(nn.Module):
+    """A traced CNN whose conv and linear layers run fake-quantized.
+
+    Built by :func:`quantize`. Call it as ``qmodel(x, params=None)``: ``params`` is a
+    ``{name: tensor}`` dict keyed like ``model.named_parameters()`` (e.g. a GHN's
+    prediction), used functionally and differentiably; ``None`` uses the model's own
+    parameters. The original model's parameters and buffers are never modified.
+
+    Batch-norm statistics follow ``bn`` (``"batch"`` or ``"running"``), not
+    ``train()``/``eval()``; dropout is off.
+
+    Attributes:
+        graph: the :class:`ArchGraph` whose ``w_bits``/``a_bits`` are applied.
+        layers: ``{module name: QuantLayer}`` of every conv/linear layer.
+    """
+
+    def __init__(self, module: fx.GraphModule, graph: ArchGraph,
+                 layers: dict[str, QuantLayer], param_shapes: dict[str, torch.Size],
+                 bn: BNMode) -> None:
+        super().__init__()
+        self.module = module
+        self.graph = graph
+        self.layers = layers
+        self.param_shapes = param_shapes
+        self.bn = bn
+
+    def train(self, mode: bool = True) -> "QuantizedModel":
+        """Set this wrapper's flag only: the traced modules are shared with the model."""
+        self.training = mode
+        return self
+
+    # ------------------------------------------------------------ forward
+    def forward(self, x: Tensor, params: Mapping[str, Tensor] | None = None) -> Tensor:
+        """Run the network.
+
+        Args:
+            x: [B, C, H, W] input batch.
+            params: every parameter of the model by name, or None for its own.
+
+        Returns:
+            The model's output, e.g. [B, num_classes] logits.
+
+        Raises:
+            ParamsMismatchError: ``params`` has missing, unknown or mis-shaped entries.
+        """
+        if params is None:
+            return self.module(x)
+        self.check_params(params)
+        return functional_call(self.module, dict(params), (x,), strict=False)
+
+    def check_params(self, params: Mapping[str, Tensor]) -> None:
+        """Raise one :class:`ParamsMismatchError` listing every problem in ``params``."""
+        missing = [n for n in self.param_shapes if n not in params]
+        unknown = [n for n in params if n not in self.param_shapes]
+        misshaped = [f"{n}: got {tuple(t.shape)}, expected {tuple(self.param_shapes[n])}"
+                     for n, t in params.items()
+                     if n in self.param_shapes and t.shape != self.param_shapes[n]]
+        if missing or unknown or misshaped:
+            parts = []
+            if missing:
+                parts.append(f"missing ({len(missing)}): {', '.join(missing)}")
+            if unknown:
+                parts.append(f"unknown ({len(unknown)}): {', '.join(unknown)}")
+            if misshaped:
+                parts.append(f"mis-shaped ({len(misshaped)}): {'; '.join(misshaped)}")
+            raise ParamsMismatchError(
+                f"params do not match {self.graph.name}:\n  " + "\n  ".join(parts))
+
+    # ------------------------------------------------------------ bits
+    def set_bits(self, bits: QuantSpec | ArchGraph) -> "QuantizedModel":
+        """Apply other bit-widths without tracing again.
+
+        Args:
+            bits: a :class:`QuantSpec`, or an annotated graph of the same model.
+        """
+        graph = annotate(self.graph, bits) if isinstance(bits, QuantSpec) else bits
+        if [len(p) for p in graph.param_names] != [len(p) for p in self.graph.param_names] \
+                or graph.param_names != self.graph.param_names:
+            raise ValueError(f"graph {graph.name!r} is not the graph of this model "
+                             f"({self.graph.name!r}): parameter names differ")
+        self.graph = graph
+        for name, (w_bits, a_bits) in _layer_bits(graph).items():
+            if name in self.layers:
+                self.layers[name].set_bits(w_bits, a_bits)
+        return self
+
+    # ------------------------------------------------------------ calibration
+    @torch.no_grad()
+    def calibrate(self, batches: Iterable[Tensor | Sequence[Tensor]], num_batches: int = 8,
+                  method: CalibrationMethod = "minmax", percentile: float = 99.99,
+                  params: Mapping[str, Tensor] | None = None,
+                  progress: bool = False) -> "QuantizedModel":
+        """Fix activation ranges from ``num_batches`` batches, then freeze them.
+
+        Args:
+            batches: an iterable of inputs or of ``(input, target, ...)`` tuples.
+            num_batches: how many batches to observe.
+            method: ``"minmax"``, ``"percentile"`` or ``"mse"``.
+            percentile: for ``"percentile"``.
+            params: parameters to calibrate with (default: the model's own).
+            progress: show a progress bar.
+
+        Raises:
+            ValueError: no batch, or a bad method.
+        """
+        quantizers = [layer.act_quant for layer in self.layers.values()]
+        for q in quantizers:
+            q.observe(method, percentile)
+        seen = 0
+        try:
+            for batch in tqdm(batches, total=num_batches, desc="calibrating",
+                              disable=not progress, leave=False):
+                x = batch[0] if isinstance(batch, (tuple, list)) else batch
+                self(x.to(_device_of(self.module)), params)
+                seen += 1
+                if seen >= num_batches:
+                    break
+            if seen == 0:
+                raise ValueError("calibrate() got no batches")
+        except BaseException:
+            for q in quantizers:
+                q.reset()
+            raise
+        for q in quantizers:
+            q.freeze()
+        return self
+
+    def reset_calibration(self) -> "QuantizedModel":
+        """Return to per-batch (dynamic) activation ranges."""
+        for layer in self.layers.values():
+            layer.act_quant.reset()
+        return self
+
+    def quant_parameters(self) -> Iterator[nn.Parameter]:
+        """The learnable quantization scales and zero points (with ``learnable_scales``)."""
+        for layer in self.layers.values():
+            yield from layer.weight_quant.parameters()
+            yield from layer.act_quant.parameters()
+
+
+def _device_of(module: nn.Module) -> torch.device:
+    param = next(module.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+def _layer_bits(graph: ArchGraph) -> dict[str, tuple[int, int]]:
+    """``{module name: (w_bits, a_bits)}`` for the quantizable nodes of ``graph``."""
+    names = node_module_names(graph)
+    ops = graph.op_names()
+    out: dict[str, tuple[int, int]] = {}
+    for v, name in enumerate(names):
+        if name is not None and ops[v] in QUANTIZABLE_OPS and name not in out:
+            out[name] = (int(graph.w_bits[v]), int(graph.a_bits[v]))
+    return out
+
+
+def quantize(model: nn.Module, spec: QuantSpec | None = None,
+             input_shape: Sequence[int] = (1, 3, 32, 32), *, bn: BNMode = "running",
+             fold_bn: bool | None = None, learnable_scales: bool = False) -> QuantizedModel:
+    """Trace ``model`` and return a :class:`QuantizedModel` that runs it fake-quantized.
+
+    Args:
+        model: the CNN. It is not modified; the result shares its parameters.
+        spec: bit-widths per layer (default: all float).
+        input_shape: an input shape the model accepts, with batch dim.
+        bn: batch-norm statistics, ``"batch"`` (GHN-2 protocol for predicted or random
+            parameters) or ``"running"`` (trained models).
+        fold_bn: fold each batch norm that directly follows a conv/linear layer into
+            its weights before quantizing them; default ``spec.fold_bn``.
+        learnable_scales: LSQ-style learnable weight and activation scales
+            (:meth:`QuantizedModel.quant_parameters`).
+
+    Returns:
+        The quantized runner.
+
+    Raises:
+        GraphBuildError: the model cannot be traced.
+        ValueError: bad bits, ``bn`` mode, or a quantized layer that is not an
+            ``nn.ConvNd``/``nn.Linear`` (subclass).
+    """
+    if bn not in ("batch", "running"):
+        raise ValueError(f"bn must be 'batch' or 'running', got {bn!r}")
+    spec = spec or QuantSpec()
+    fold_bn = spec.fold_bn if fold_bn is None else fold_bn
+    graph, fx_graph = trace_with_fx(model, input_shape, spec)
+    module = fx.GraphModule(model, fx_graph, class_name=f"Quantized{type(model).__name__}")
+    bits = _layer_bits(graph)
+    layers: dict[str, QuantLayer] = {}
+    folded: dict[str, tuple[nn.Module, BNMode]] = {}
+    if fold_bn:
+        folded = _fold_batch_norms(module, bn)
+    for node in list(module.graph.nodes):
+        if node.op != "call_module":
+            continue
+        sub = module.get_submodule(node.target)
+        kind, primitive = lookup_module(sub)
+        if isinstance(sub, (QuantLayer, BatchNormRunner)):
+            continue  # a module called twice is wrapped once
+        if isinstance(sub, _DROPOUT):
+            node.replace_all_uses_with(node.args[0])
+            module.graph.erase_node(node)
+        elif isinstance(sub, nn.modules.batchnorm._BatchNorm):
+            module.add_submodule(node.target, BatchNormRunner(sub, bn))
+        elif kind == "op" and primitive in QUANTIZABLE_OPS:
+            w_bits, a_bits = bits.get(node.target, (FLOAT_BITS, FLOAT_BITS))
+            if not isinstance(sub, (nn.modules.conv._ConvNd, nn.Linear)):
+                if (w_bits, a_bits) == (FLOAT_BITS, FLOAT_BITS):
+                    continue
+                raise ValueError(
+                    f"layer {node.target!r} ({type(sub).__name__}) is a {primitive} but not an "
+                    "nn.ConvNd/nn.Linear subclass, so it cannot be fake-quantized; keep it at "
+                    "32 bits with QuantSpec(layers={name: 32})")
+            layer = QuantLayer(sub, w_bits, a_bits, spec.per_channel, learnable_scales,
+                               folded.get(node.target))
+            module.add_submodule(node.target, layer)
+            layers[node.target] = layer
+    module.graph.lint()
+    module.recompile()
+    param_shapes = {n: p.shape for n, p in model.named_parameters()}
+    return QuantizedModel(module, graph, layers, param_shapes, bn)
+
+
+def _fold_batch_norms(module: fx.GraphModule, bn: BNMode) -> dict[str, tuple[nn.Module, BNMode]]:
+    """Remove every BN node that is the only user of a conv/linear node.
+
+    Returns:
+        ``{conv name: (bn module, mode)}`` for :class:`QuantLayer` to fold.
+    """
+    calls: dict[str, int] = {}
+    for node in module.graph.nodes:
+        if node.op == "call_module":
+            calls[node.target] = calls.get(node.target, 0) + 1
+    folded: dict[str, tuple[nn.Module, BNMode]] = {}
+    for node in list(module.graph.nodes):
+        if node.op != "call_module" or len(node.users) != 1:
+            continue
+        layer = module.get_submodule(node.target)
+        user = next(iter(node.users))
+        if not isinstance(layer, (nn.modules.conv._ConvNd, nn.Linear)) or user.op != "call_module":
+            continue
+        norm = module.get_submodule(user.target)
+        if (isinstance(norm, nn.modules.batchnorm._BatchNorm) and calls[node.target] == 1
+                and calls[user.target] == 1 and norm.num_features == layer.weight.shape[0]):
+            folded[node.target] = (norm, bn)
+            user.replace_all_uses_with(node)
+            module.graph.erase_node(user)
+    return folded
