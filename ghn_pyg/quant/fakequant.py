@@ -15,9 +15,11 @@ Activations: asymmetric, unsigned, per tensor, over a range :math:`[l, h] \ni 0`
     \quad \hat x = s \cdot (\mathrm{clamp}(\mathrm{round}(x / s) + z, 0, 2^b - 1) - z).
 
 Scales come from the detached tensor range and are clamped away from zero, so a
-constant tensor quantizes without NaN. The fixed-scale paths use PyTorch's own
-``fake_quantize_per_*_affine`` kernels, whose gradient w.r.t. the input is 1 inside
-the representable range and 0 outside (straight-through estimator). The learnable
+constant tensor quantizes without NaN. The fixed-scale paths compute exactly what
+PyTorch's ``fake_quantize_per_*_affine`` kernels compute (``round(x * (1 / s)) + z``,
+half to even, clamped), with the same gradient w.r.t. the input: 1 where the rounded
+value is representable and 0 elsewhere (straight-through estimator). They are written
+as five vectorised tensor ops because the native CPU kernels are several times slower. The learnable
 (LSQ) paths use the same rounding with a straight-through ``round`` and let gradients
 reach the scale, scaled by :math:`1/\sqrt{n \cdot q_{max}}` as in LSQ.
 """
@@ -38,6 +40,38 @@ __all__ = [
 
 #: Smallest scale; keeps zero-range tensors finite.
 EPS = 1e-8
+
+
+class _FakeQuantSTE(torch.autograd.Function):
+    """``(clamp(round(x * inv_scale), lo, hi)) * scale`` with a straight-through mask.
+
+    ``lo = qmin - z`` and ``hi = qmax - z`` fold the zero point in (numbers, or tensors
+    like ``scale``); ``scale`` and ``inv_scale`` broadcast against ``x``.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, scale: Tensor, inv_scale: Tensor, lo: Tensor | float,
+                hi: Tensor | float) -> Tensor:
+        rounded = torch.mul(x, inv_scale).round_()
+        clamped = torch.clamp(rounded, lo, hi)
+        if ctx.needs_input_grad[0]:
+            ctx.save_for_backward(torch.eq(clamped, rounded))
+        return clamped.mul_(scale)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
+        (inside,) = ctx.saved_tensors
+        return grad * inside, None, None, None, None
+
+
+def _fake_quant(x: Tensor, scale: Tensor, zero_point: Tensor | None, qmin: int,
+                qmax: int) -> Tensor:
+    """Fake quantization of float32 ``x``; ``scale`` broadcasts, ``zero_point`` is a
+    float tensor of shape [1] or None for 0."""
+    inv_scale = 1.0 / scale
+    if zero_point is None:
+        return _FakeQuantSTE.apply(x, scale, inv_scale, float(qmin), float(qmax))
+    return _FakeQuantSTE.apply(x, scale, inv_scale, qmin - zero_point, qmax - zero_point)
 
 
 def weight_qrange(bits: int) -> tuple[int, int]:
@@ -71,11 +105,17 @@ def act_qparams(low: Tensor, high: Tensor, bits: int) -> tuple[Tensor, Tensor]:
     Returns:
         ``(scale [1] float32, zero_point [1] int32)``.
     """
+    scale, zero_point = _act_qparams_float(low, high, bits)
+    return scale, zero_point.to(torch.int32)
+
+
+def _act_qparams_float(low: Tensor, high: Tensor, bits: int) -> tuple[Tensor, Tensor]:
+    """:func:`act_qparams` with the zero point as a float tensor."""
     qmin, qmax = act_qrange(bits)
     low = low.float().clamp(max=0).view(1)
     high = high.float().clamp(min=0).view(1)
     scale = ((high - low) / (qmax - qmin)).clamp_min(EPS)
-    zero_point = (qmin - torch.round(low / scale)).clamp(qmin, qmax).to(torch.int32)
+    zero_point = (qmin - torch.round(low / scale)).clamp_(qmin, qmax)
     return scale, zero_point
 
 
@@ -98,12 +138,8 @@ def fake_quant_weight(weight: Tensor, bits: int, per_channel: bool = True,
         scale = weight_scale(weight, bits, per_channel)
     qmin, qmax = weight_qrange(bits)
     w = weight.float()
-    if per_channel and w.dim() > 1:
-        zero = torch.zeros(w.shape[0], dtype=torch.int32, device=w.device)
-        out = torch.fake_quantize_per_channel_affine(w, scale, zero, 0, qmin, qmax)
-    else:
-        zero = torch.zeros(1, dtype=torch.int32, device=w.device)
-        out = torch.fake_quantize_per_tensor_affine(w, scale, zero, qmin, qmax)
+    scale = scale.view(-1, *([1] * (w.dim() - 1))) if scale.numel() > 1 else scale
+    out = _fake_quant(w, scale, None, qmin, qmax)
     return out.to(weight.dtype)
 
 
@@ -120,10 +156,9 @@ def fake_quant_act(x: Tensor, bits: int, low: Tensor | None = None,
         return x
     if low is None or high is None:
         low, high = torch.aminmax(x.detach())
-    scale, zero_point = act_qparams(low, high, bits)
+    scale, zero_point = _act_qparams_float(low, high, bits)
     qmin, qmax = act_qrange(bits)
-    out = torch.fake_quantize_per_tensor_affine(x.float(), scale, zero_point, qmin, qmax)
-    return out.to(x.dtype)
+    return _fake_quant(x.float(), scale, zero_point, qmin, qmax).to(x.dtype)
 
 
 def lsq_fake_quant(x: Tensor, scale: Tensor, zero_point: Tensor | float, qmin: int,
