@@ -9,11 +9,12 @@ Main entry points::
 from .errors import GraphBuildError
 from .graph import (ArchGraph, register_activation, register_op, register_passthrough,
                     register_primitive, trace)
+from .nn import GHN
 from .quant import QuantSpec, annotate
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ArchGraph", "GraphBuildError", "QuantSpec", "annotate", "trace", "register_op",
+    "ArchGraph", "GHN", "GraphBuildError", "QuantSpec", "annotate", "trace", "register_op",
     "register_activation", "register_passthrough", "register_primitive", "__version__",
 ]

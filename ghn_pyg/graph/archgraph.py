@@ -30,6 +30,8 @@ class ArchGraph(Data):
         * ``w_bits``, ``a_bits`` [N] long: bit-widths of the weights and input
           activations; 32 is float.
         * ``param_names``: list of N lists of qualified parameter names.
+        * ``param_shapes``: list of N lists of their shapes (tuples), so a GHN can emit
+          every tensor without the model at hand.
 
     Edge fields:
         * ``edge_index`` [2, E]: the DAG, source before target.

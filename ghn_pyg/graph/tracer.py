@@ -210,6 +210,7 @@ class _GraphBuilder:
         self.stride: list[int] = []
         self.groups: list[int] = []
         self.param_names: list[list[str]] = []
+        self.param_shapes: list[list[tuple[int, ...]]] = []
         self.edges: set[tuple[int, int]] = set()
         self.claimed: set[str] = set()
         self.kind: dict[fx.Node, str] = {}
@@ -263,6 +264,7 @@ class _GraphBuilder:
         fresh = [p for p in params if p not in self.claimed]
         self.claimed.update(fresh)
         self.param_names.append(fresh)
+        self.param_shapes.append([tuple(self.params[p].shape) for p in fresh])
         for u in sorted(set(inputs)):
             self.edges.add((u, v))
         return v
@@ -421,6 +423,7 @@ class _GraphBuilder:
             w_bits=torch.full((n,), 32, dtype=torch.long),
             a_bits=torch.full((n,), 32, dtype=torch.long),
             param_names=self.param_names,
+            param_shapes=self.param_shapes,
             edge_index=edge_index,
             num_nodes=n,
         )

@@ -1,0 +1,277 @@
+r"""Decoders: node embeddings -> every parameter tensor of every network in a batch.
+
+Multi-dimensional weights come from :class:`WeightDecoder`, a node-conditioned
+low-rank (CP) tensor of a fixed maximum shape, cropped or tiled to each real shape.
+1-D tensors (biases, norm weights, per-channel scales) come from
+:class:`VectorDecoder`. :class:`ParameterDecoder` groups all targets of a batch by
+shape, so each distinct shape is one decoder call, and applies GHN-2's normalisation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..graph.ops import PRIMITIVES
+
+__all__ = ["WeightDecoder", "VectorDecoder", "ParameterDecoder", "ParamTarget", "param_targets",
+           "fit_to_shape"]
+
+_DEPTHWISE = PRIMITIVES.index("dw_conv")
+
+
+@dataclass(frozen=True)
+class ParamTarget:
+    """One tensor to predict.
+
+    Attributes:
+        graph: index of the graph in the batch.
+        name: its qualified parameter name.
+        node: global node index in the batch.
+        shape: the tensor's shape.
+        kind: ``"weight"`` (2-D and more), ``"scale"`` (1-D multiplicative) or ``"bias"``.
+        depthwise: whether it is a depthwise conv weight (fan-in gain 1 instead of 2).
+    """
+
+    graph: int
+    name: str
+    node: int
+    shape: tuple[int, ...]
+    kind: str
+    depthwise: bool
+
+
+_WEIGHT_OPS = frozenset(PRIMITIVES.index(op) for op in ("conv", "dw_conv", "group_conv", "linear"))
+
+
+def _kind(name: str, shape: Sequence[int], op: int) -> str:
+    """``"weight"`` for multi-dimensional weights, else ``"bias"`` or ``"scale"``."""
+    vector_like = math.prod(shape) == max(shape, default=1)
+    if len(shape) >= 2 and (op in _WEIGHT_OPS or not vector_like):
+        return "weight"
+    return "bias" if name.endswith("bias") else "scale"
+
+
+def param_targets(batch: Any) -> list[ParamTarget]:
+    """Every parameter tensor of every graph of ``batch`` (host-side bookkeeping).
+
+    Raises:
+        ValueError: an empty batch, or a graph with no parameters.
+    """
+    if getattr(batch, "num_graphs", 0) == 0 or batch.num_nodes == 0:
+        raise ValueError("the batch is empty: give at least one ArchGraph")
+    names_per_graph = batch.param_names
+    shapes_per_graph = batch.param_shapes
+    offsets = batch.ptr.tolist()
+    ops = batch.op.tolist()
+    targets = []
+    for g, (names, shapes) in enumerate(zip(names_per_graph, shapes_per_graph)):
+        before = len(targets)
+        for local, (node_names, node_shapes) in enumerate(zip(names, shapes)):
+            node = offsets[g] + local
+            for name, shape in zip(node_names, node_shapes):
+                shape = tuple(int(s) for s in shape)
+                kind = _kind(name, shape, ops[node])
+                depthwise = kind == "weight" and ops[node] == _DEPTHWISE and len(shape) > 1 \
+                    and shape[1] == 1
+                targets.append(ParamTarget(g, name, node, shape, kind, depthwise))
+        if len(targets) == before:
+            graph_name = batch.name[g] if hasattr(batch, "name") else f"#{g}"
+            raise ValueError(f"graph {graph_name!r} has no parameters to predict")
+    return targets
+
+
+def fit_to_shape(tensor: Tensor, shape: Sequence[int], start_dim: int = 1) -> Tensor:
+    """Crop or tile the dims of ``tensor`` from ``start_dim`` on to ``shape``.
+
+    Spatial dims (the last two of a 5-D weight batch) are center-cropped; other dims
+    keep their leading part. Dims that are too small are tiled (repeated).
+    """
+    out = tensor
+    for dim, size in enumerate(shape, start=start_dim):
+        have = out.shape[dim]
+        if have > size:
+            spatial = out.dim() == 5 and dim >= 3
+            offset = (have - size) // 2 if spatial else 0
+            out = out.narrow(dim, offset, size)
+        elif have < size:
+            reps = [1] * out.dim()
+            reps[dim] = -(-size // have)
+            out = out.repeat(*reps).narrow(dim, 0, size)
+    return out
+
+
+class WeightDecoder(nn.Module):
+    r"""Low-rank decoder of weights up to ``max_shape`` = (O, I, K_h, K_w).
+
+    .. math::
+        W_{o,i,k,l} = \sum_{r=1}^{R} U_{o r}(z)\, V_{i r}(z)\, S_{r k l}(z), \qquad
+        z = \mathrm{ReLU}(A h + a)
+
+    with :math:`U, V, S` linear in :math:`z`. Only the needed slice is computed
+    (leading channels, centre of the kernel); larger shapes are tiled.
+
+    Args:
+        hid: node embedding size.
+        max_shape: (O, I, K_h, K_w).
+        rank: R (default ``hid``).
+    """
+
+    def __init__(self, hid: int, max_shape: Sequence[int] = (64, 64, 11, 11),
+                 rank: int | None = None) -> None:
+        super().__init__()
+        self.max_shape = tuple(int(s) for s in max_shape)
+        if len(self.max_shape) != 4 or min(self.max_shape) < 1:
+            raise ValueError(f"max_shape must be 4 positive sizes, got {max_shape}")
+        out_max, in_max, kh_max, kw_max = self.max_shape
+        self.rank = rank or hid
+        self.trunk = nn.Linear(hid, hid)
+        self.out_factors = nn.Linear(hid, out_max * self.rank)
+        self.in_factors = nn.Linear(hid, in_max * self.rank)
+        self.spatial_factors = nn.Linear(hid, self.rank * kh_max * kw_max)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Initialise so that decoded weights have about unit variance."""
+        for layer in (self.trunk, self.out_factors, self.in_factors, self.spatial_factors):
+            nn.init.normal_(layer.weight, std=1.0 / math.sqrt(layer.in_features))
+            nn.init.zeros_(layer.bias)
+        # each factor has variance ~1/2 (ReLU trunk); the sum over R needs 1/R overall
+        with torch.no_grad():
+            self.spatial_factors.weight.mul_(math.sqrt(8.0 / self.rank))
+
+    def forward(self, h: Tensor, shape: Sequence[int]) -> Tensor:
+        """Decode ``n`` weights of one 4-D ``shape``.
+
+        Args:
+            h: [n, hid] embeddings of the nodes that own them.
+            shape: (out, in, kh, kw).
+
+        Returns:
+            [n, out, in, kh, kw].
+        """
+        n = h.shape[0]
+        out_max, in_max, kh_max, kw_max = self.max_shape
+        o, i = min(shape[0], out_max), min(shape[1], in_max)
+        kh, kw = min(shape[2], kh_max), min(shape[3], kw_max)
+        z = F.relu(self.trunk(h))
+        u = F.linear(z, self.out_factors.weight[: o * self.rank],
+                     self.out_factors.bias[: o * self.rank]).view(n, o, self.rank)
+        v = F.linear(z, self.in_factors.weight[: i * self.rank],
+                     self.in_factors.bias[: i * self.rank]).view(n, i, self.rank)
+        s = self.spatial_factors(z).view(n, self.rank, kh_max, kw_max)
+        top, left = (kh_max - kh) // 2, (kw_max - kw) // 2
+        s = s[:, :, top:top + kh, left:left + kw]
+        w = torch.einsum("nor,nir,nrkl->noikl", u, v, s)
+        return fit_to_shape(w, shape)
+
+
+class VectorDecoder(nn.Module):
+    r"""MLP decoder of 1-D tensors up to ``max_len`` entries, one head per kind.
+
+    .. math::
+        b = W_{kind}\,\mathrm{ReLU}(A h + a) + c_{kind}
+
+    Args:
+        hid: node embedding size.
+        max_len: entries decoded before tiling (default 64).
+        kinds: the heads, e.g. ``("scale", "bias")``.
+    """
+
+    def __init__(self, hid: int, max_len: int = 64,
+                 kinds: Sequence[str] = ("scale", "bias")) -> None:
+        super().__init__()
+        self.max_len, self.kinds = max_len, tuple(kinds)
+        self.trunk = nn.Linear(hid, hid)
+        self.heads = nn.Linear(hid, len(self.kinds) * max_len)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Default linear initialisation."""
+        self.trunk.reset_parameters()
+        self.heads.reset_parameters()
+
+    def forward(self, h: Tensor, length: int, kind: str) -> Tensor:
+        """Decode ``n`` vectors: [n, hid] -> [n, length]."""
+        k = self.kinds.index(kind)
+        z = F.relu(self.trunk(h))
+        rows = slice(k * self.max_len, (k + 1) * self.max_len)
+        out = F.linear(z, self.heads.weight[rows], self.heads.bias[rows])
+        return fit_to_shape(out, (length,))
+
+
+class ParameterDecoder(nn.Module):
+    r"""Predicts every parameter of every graph of a batch.
+
+    Targets are grouped by (kind, shape) across the batch, one decoder call per group.
+    With ``normalize`` (GHN-2's parameter normalisation):
+
+    .. math::
+        W \leftarrow W \sqrt{\beta / \mathrm{fan\_in}}\ (\beta = 1 \text{ depthwise, else } 2),
+        \quad \gamma \leftarrow 2\,\sigma(\gamma), \quad b \leftarrow 0.1 \tanh(b).
+
+    Args:
+        hid: node embedding size.
+        max_shape: the weight decoder's maximum shape; its first entry is also the
+            vector decoder's length.
+        normalize: apply the normalisation above.
+    """
+
+    def __init__(self, hid: int, max_shape: Sequence[int] = (64, 64, 11, 11),
+                 normalize: bool = True) -> None:
+        super().__init__()
+        self.weights = WeightDecoder(hid, max_shape)
+        self.vectors = VectorDecoder(hid, max_len=int(max_shape[0]))
+        self.normalize = normalize
+
+    def reset_parameters(self) -> None:
+        """Re-initialise both decoders."""
+        self.weights.reset_parameters()
+        self.vectors.reset_parameters()
+
+    def forward(self, h: Tensor, batch: Any) -> list[dict[str, Tensor]]:
+        """Decode all parameters.
+
+        Args:
+            h: [N, hid] node embeddings of the batch.
+            batch: the PyG Batch of ArchGraphs.
+
+        Returns:
+            One ``{name: tensor}`` dict per graph, in the graph's node order.
+        """
+        targets = param_targets(batch)
+        groups: dict[tuple, list[int]] = {}
+        for t, target in enumerate(targets):
+            key = (target.kind, _padded(target.shape) if target.kind == "weight"
+                   else math.prod(target.shape), target.depthwise)
+            groups.setdefault(key, []).append(t)
+        decoded: list[Tensor | None] = [None] * len(targets)
+        for (kind, size, depthwise), members in groups.items():
+            nodes = torch.tensor([targets[t].node for t in members], device=h.device)
+            if kind == "weight":
+                values = self.weights(h[nodes], size)
+                if self.normalize:
+                    fan_in = size[1] * size[2] * size[3]
+                    values = values * math.sqrt((1.0 if depthwise else 2.0) / fan_in)
+            else:
+                values = self.vectors(h[nodes], size, kind)
+                if self.normalize:
+                    values = 2 * torch.sigmoid(values) if kind == "scale" else 0.1 * torch.tanh(values)
+            for t, value in zip(members, values.unbind(0)):
+                decoded[t] = value.reshape(targets[t].shape)
+        out: list[dict[str, Tensor]] = [{} for _ in range(batch.num_graphs)]
+        for target, value in zip(targets, decoded):
+            out[target.graph][target.name] = value
+        return out
+
+
+def _padded(shape: Sequence[int]) -> tuple[int, int, int, int]:
+    dims = list(shape) + [1] * (4 - len(shape))
+    if len(dims) > 4:
+        raise ValueError(f"cannot decode a {len(shape)}-D weight {tuple(shape)}")
+    return tuple(dims)  # type: ignore[return-value]

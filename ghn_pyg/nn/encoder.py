@@ -1,0 +1,106 @@
+r"""Node encoder: op, shape, activation and bit-width embeddings of ArchGraph nodes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..graph.ops import ACTIVATIONS, PRIMITIVES
+from ..quant.spec import VALID_BITS
+
+__all__ = ["NodeEncoder", "CHANNEL_BINS", "KERNEL_BINS", "STRIDE_BINS", "BIT_BINS", "nearest_bin"]
+
+#: Channel counts the shape encoder distinguishes; others snap to the nearest (in log2).
+CHANNEL_BINS: tuple[int, ...] = (0, 1, 2, 3, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256,
+                                 384, 512, 768, 1024, 1536, 2048, 4096)
+#: Kernel sizes; others snap to the nearest.
+KERNEL_BINS: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 7, 9, 11)
+#: Strides; others snap to the nearest.
+STRIDE_BINS: tuple[int, ...] = (1, 2, 4)
+#: Bit-widths, in the order of the bit embeddings.
+BIT_BINS: tuple[int, ...] = tuple(sorted(VALID_BITS))
+
+
+def nearest_bin(values: Tensor, bins: Tensor, log: bool = False) -> Tensor:
+    """Index of the nearest bin of every value.
+
+    Args:
+        values: [N] integers.
+        bins: [B] sorted integers.
+        log: compare ``log2(1 + value)``, so channel counts snap proportionally.
+
+    Returns:
+        [N] long indices into ``bins``.
+    """
+    v, b = values.to(torch.float32), bins.to(torch.float32)
+    if log:
+        v, b = torch.log2(1 + v.clamp_min(0)), torch.log2(1 + b)
+    return (v.unsqueeze(1) - b.unsqueeze(0)).abs().argmin(dim=1)
+
+
+class NodeEncoder(nn.Module):
+    r"""Embeds each node as a sum of learned embeddings,
+
+    .. math::
+        x_v = E_{op}[o_v] + E_{act}[a_v] + E_{out}[c^{out}_v] + E_{in}[c^{in}_v]
+              + E_{k}[k^h_v] + E_{k}'[k^w_v] + E_{stride}[s_v]
+              + E_{w}[b^w_v] + E_{a}[b^a_v],
+
+    where channel and kernel sizes are binned (:data:`CHANNEL_BINS`,
+    :data:`KERNEL_BINS`; unseen sizes snap to the nearest bin) and :math:`b^w, b^a`
+    are the weight and activation bit-widths, so changing only a graph's bits changes
+    its embedding.
+
+    Args:
+        hid: embedding size.
+        num_ops: op vocabulary size (default: the current ``len(PRIMITIVES)``).
+        num_acts: activation vocabulary size (default: ``len(ACTIVATIONS)``).
+
+    Shapes:
+        input: a Batch with ``op``, ``act``, ``shape``, ``stride``, ``w_bits``,
+        ``a_bits`` (N nodes); output: [N, hid].
+    """
+
+    def __init__(self, hid: int, num_ops: int | None = None, num_acts: int | None = None) -> None:
+        super().__init__()
+        self.num_ops = num_ops or len(PRIMITIVES)
+        self.num_acts = num_acts or len(ACTIVATIONS)
+        self.op = nn.Embedding(self.num_ops, hid)
+        self.act = nn.Embedding(self.num_acts, hid)
+        self.out_channels = nn.Embedding(len(CHANNEL_BINS), hid)
+        self.in_channels = nn.Embedding(len(CHANNEL_BINS), hid)
+        self.kernel_h = nn.Embedding(len(KERNEL_BINS), hid)
+        self.kernel_w = nn.Embedding(len(KERNEL_BINS), hid)
+        self.stride = nn.Embedding(len(STRIDE_BINS), hid)
+        self.w_bits = nn.Embedding(len(BIT_BINS), hid)
+        self.a_bits = nn.Embedding(len(BIT_BINS), hid)
+        for name, bins in (("channel_bins", CHANNEL_BINS), ("kernel_bins", KERNEL_BINS),
+                           ("stride_bins", STRIDE_BINS), ("bit_bins", BIT_BINS)):
+            self.register_buffer(name, torch.tensor(bins), persistent=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Normal(0, 1/sqrt(9)) embeddings, so their sum has unit variance."""
+        for module in self.children():
+            nn.init.normal_(module.weight, std=1.0 / 3.0)
+
+    def forward(self, graph: Any) -> Tensor:
+        """Embed every node of ``graph``: [N, hid]."""
+        for field, table in (("op", self.op), ("act", self.act)):
+            ids = getattr(graph, field)
+            if ids.numel() and int(ids.max()) >= table.num_embeddings:
+                raise ValueError(
+                    f"graph uses {field} id {int(ids.max())} but this GHN knows "
+                    f"{table.num_embeddings}; ops or activations registered after the GHN was "
+                    "built need a new GHN")
+        shape = graph.shape
+        x = self.op(graph.op) + self.act(graph.act)
+        x = x + self.out_channels(nearest_bin(shape[:, 0], self.channel_bins, log=True))
+        x = x + self.in_channels(nearest_bin(shape[:, 1], self.channel_bins, log=True))
+        x = x + self.kernel_h(nearest_bin(shape[:, 2], self.kernel_bins))
+        x = x + self.kernel_w(nearest_bin(shape[:, 3], self.kernel_bins))
+        x = x + self.stride(nearest_bin(graph.stride, self.stride_bins))
+        x = x + self.w_bits(nearest_bin(graph.w_bits, self.bit_bins))
+        return x + self.a_bits(nearest_bin(graph.a_bits, self.bit_bins))

@@ -1,0 +1,179 @@
+r"""GatedGNN with GHN-2 semantics, updated one level at a time over a whole batch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .schedule import DENSE_LIMIT, SweepSchedule, build_schedule
+
+__all__ = ["GatedGNN", "MessageMLP"]
+
+
+class MessageMLP(nn.Module):
+    r"""The two-layer message MLP of GHN-2: :math:`W_2\,\mathrm{ReLU}(W_1 h + b_1) + b_2`.
+
+    Args:
+        hid: input and output features; the hidden layer has ``hid // 2``.
+    """
+
+    def __init__(self, hid: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(hid, max(hid // 2, 1))
+        self.fc2 = nn.Linear(max(hid // 2, 1), hid)
+
+    def reset_parameters(self) -> None:
+        """Re-initialise both layers."""
+        self.fc1.reset_parameters()
+        self.fc2.reset_parameters()
+
+    def forward(self, h: Tensor) -> Tensor:
+        """[n, hid] -> [n, hid]."""
+        return self.fc2(F.relu(self.fc1(h)))
+
+
+class GatedGNN(nn.Module):
+    r"""Gated graph network of GHN-2 with virtual edges.
+
+    For :math:`t = 1..T` and each direction (forward over ``dist_index``, then backward
+    over it reversed), nodes are visited in topological order of that direction and
+    updated as
+
+    .. math::
+        m_v = \sum_{u:\, d(u,v) = 1} \mathrm{MLP}(h_u)
+              + \sum_{u:\, 1 \le d(u,v) \le s} \frac{\mathrm{MLP}_{ve}(h_u)}{d(u,v)},
+        \qquad h_v \leftarrow \mathrm{GRUCell}(m_v, h_v),
+
+    using the already updated :math:`h_u` of the sweep. All nodes of a level, across
+    all graphs of the batch, are updated together, so a sweep takes as many steps as
+    the deepest graph has levels. The schedule (:mod:`ghn_pyg.nn.schedule`) is built
+    once per batch; the loop has no host synchronisation.
+
+    Since :math:`m_v` only enters the GRU through :math:`W_{ih} m_v`, each updated node
+    stores :math:`W_{ih}\,\mathrm{MLP}(h_u)` and :math:`W_{ih}\,\mathrm{MLP}_{ve}(h_u)`
+    (the MLPs' last layers folded into :math:`W_{ih}`), and a level's input gates are
+    one product of its coefficient rows with that store.
+
+    Args:
+        hid: node features.
+        T: number of forward + backward rounds.
+        s_max: default cutoff of virtual edges (a forward call may use a smaller one).
+        dense_limit: batches with up to this many nodes use dense coefficients.
+
+    Shapes:
+        input: node features [N, hid] and a PyG ``Batch`` of ArchGraphs.
+        output: [N, hid].
+    """
+
+    def __init__(self, hid: int, T: int = 1, s_max: int = 50,
+                 dense_limit: int = DENSE_LIMIT) -> None:
+        super().__init__()
+        if T < 1 or s_max < 1:
+            raise ValueError(f"T and s_max must be >= 1, got T={T}, s_max={s_max}")
+        self.hid, self.T, self.s_max, self.dense_limit = hid, T, s_max, dense_limit
+        self.mlp = MessageMLP(hid)
+        self.mlp_ve = MessageMLP(hid)
+        self.gru = nn.GRUCell(hid, hid)
+
+    def reset_parameters(self) -> None:
+        """Re-initialise the message MLPs and the GRU."""
+        self.mlp.reset_parameters()
+        self.mlp_ve.reset_parameters()
+        self.gru.reset_parameters()
+
+    def schedules(self, graph: Any, s_max: int | None = None,
+                  dtype: torch.dtype = torch.float32) -> tuple[SweepSchedule, SweepSchedule]:
+        """The forward and backward sweep schedules of a batch (reusable across calls)."""
+        s = self._cutoff(s_max)
+        common = dict(s_max=s, dense_limit=self.dense_limit, dtype=dtype)
+        return (build_schedule(graph.level_fw, graph.dist_index, graph.dist, **common),
+                build_schedule(graph.level_bw, graph.dist_index, graph.dist, reverse=True,
+                               **common))
+
+    def _cutoff(self, s_max: int | None) -> int:
+        if s_max is None:
+            return self.s_max
+        if not 1 <= s_max <= self.s_max:
+            raise ValueError(f"run-time s_max must be in 1..{self.s_max}, got {s_max}")
+        return s_max
+
+    def forward(self, x: Tensor, graph: Any, s_max: int | None = None,
+                schedules: tuple[SweepSchedule, SweepSchedule] | None = None) -> Tensor:
+        """Propagate node features.
+
+        Args:
+            x: [N, hid] node features.
+            graph: a ``Batch`` (or one ArchGraph) with ``level_fw``, ``level_bw``,
+                ``dist_index`` and ``dist``.
+            s_max: run-time virtual-edge cutoff, at most the module's ``s_max``.
+            schedules: precomputed :meth:`schedules` (otherwise built here).
+
+        Returns:
+            [N, hid] updated features.
+        """
+        if schedules is None:
+            schedules = self.schedules(graph, s_max, dtype=x.dtype)
+        gates_weight, gates_bias = self._folded_message_weights()
+        for _ in range(self.T):
+            for schedule in schedules:
+                x = self._sweep(x, schedule, gates_weight, gates_bias)
+        return x
+
+    def _folded_message_weights(self) -> tuple[Tensor, Tensor]:
+        """Block weights mapping the MLPs' hidden layers straight to GRU input gates.
+
+        Returns:
+            ``weight`` [2 * hid // 2, 2 * 3 * hid] (block diagonal) and ``bias``
+            [2 * 3 * hid]; row block k (0: MLP, 1: MLP_ve) feeds column block k.
+        """
+        w_ih = self.gru.weight_ih  # [3h, h]
+        blocks = [w_ih @ mlp.fc2.weight for mlp in (self.mlp, self.mlp_ve)]  # [3h, h/2] each
+        weight = torch.block_diag(*[b.t() for b in blocks])
+        bias = torch.cat([w_ih @ mlp.fc2.bias for mlp in (self.mlp, self.mlp_ve)])
+        return weight, bias
+
+    def _sweep(self, x: Tensor, schedule: SweepSchedule, gates_weight: Tensor,
+               gates_bias: Tensor) -> Tensor:
+        n, hid = x.shape
+        gru = self.gru
+        sizes = [end - start for start, end in schedule.bounds]
+        h_in = x[schedule.perm]
+        # the GRU's hidden-side gates only see the sweep's input: one matmul for all levels
+        hidden_gates = F.linear(h_in, gru.weight_hh, gru.bias_hh)
+        h_levels, gate_levels = h_in.split(sizes), hidden_gates.split(sizes)
+        first_weight = torch.cat([self.mlp.fc1.weight, self.mlp_ve.fc1.weight])
+        first_bias = torch.cat([self.mlp.fc1.bias, self.mlp_ve.fc1.bias])
+        # store[2u + k]: W_ih applied to message term k (0: MLP, 1: MLP_ve) of sorted node u;
+        # rows of levels not yet updated are never read (coefficients of lower levels only)
+        store = x.new_zeros(2 * n, 3 * hid)
+        outputs = []
+        last = schedule.num_levels - 1
+        for level, (start, end) in enumerate(schedule.bounds):
+            if start == 0:
+                input_gates = gru.bias_ih.expand(end, 3 * hid)
+            elif schedule.coef is not None:
+                input_gates = torch.addmm(gru.bias_ih, schedule.coef[start:end, :2 * start],
+                                          store[:2 * start])
+            else:
+                columns, receivers, weights = schedule.edges[level]
+                terms = store.index_select(0, columns) * weights.unsqueeze(1)
+                input_gates = gru.bias_ih + x.new_zeros(end - start, 3 * hid).index_add(
+                    0, receivers, terms)
+            h_new = _gru_update(input_gates, gate_levels[level], h_levels[level])
+            outputs.append(h_new)
+            if level < last:
+                hidden = F.linear(h_new, first_weight, first_bias).relu_()
+                new_terms = torch.addmm(gates_bias, hidden, gates_weight)
+                store[2 * start:2 * end] = new_terms.view(2 * (end - start), 3 * hid)
+        return torch.cat(outputs)[schedule.inv_perm]
+
+
+def _gru_update(input_gates: Tensor, hidden_gates: Tensor, h: Tensor) -> Tensor:
+    """``nn.GRUCell``'s update from precomputed gate pre-activations [n, 3h] (r, z, n)."""
+    hid = h.shape[1]
+    reset, update = torch.sigmoid(input_gates[:, :2 * hid] + hidden_gates[:, :2 * hid]).chunk(2, 1)
+    new = torch.tanh(torch.addcmul(input_gates[:, 2 * hid:], reset, hidden_gates[:, 2 * hid:]))
+    return torch.lerp(new, h, update)

@@ -1,0 +1,223 @@
+"""``GHN``: the Graph HyperNetwork, from ArchGraph batches to parameter dicts."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.data import Batch, Data
+
+from ..fileio import atomic_path
+from ..graph.ops import ACTIVATIONS, PRIMITIVES
+from ..graph.tracer import trace
+from .decoder import ParameterDecoder
+from .encoder import NodeEncoder
+from .registry import resolve_gnn
+
+__all__ = ["GHN", "CheckpointError", "PRETRAINED_DIR"]
+
+#: Folder of the checkpoints shipped with the package.
+PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
+_FORMAT = "ghn_pyg.GHN"
+_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A GHN checkpoint is unreadable, of another format, or of another configuration."""
+
+
+class GHN(nn.Module):
+    r"""Graph HyperNetwork: predicts all parameters of CNNs from their ArchGraphs.
+
+    .. math::
+        x = \mathrm{Enc}(G), \quad x \leftarrow \mathrm{GNN}(x, G), \quad
+        x \leftarrow \mathrm{LayerNorm}(x), \quad \{W\} = \mathrm{Dec}(x, G)
+
+    Args:
+        hid: node embedding size.
+        gnn: ``"gatedgnn"`` (GHN-2, default), ``"ggnn"``, ``"gatv2"``,
+            ``"transformer"``, ``"gine"`` or ``"package.module:Class"`` (see
+            :func:`~ghn_pyg.nn.registry.register_gnn` for the interface).
+        T: GNN rounds (forward + backward sweeps for GatedGNN).
+        s_max: longest virtual edge the GNN uses.
+        max_shape: the weight decoder's (out, in, kh, kw); larger shapes are tiled.
+        layernorm: LayerNorm on node embeddings before decoding.
+        weight_norm: GHN-2's normalisation of predicted parameters (fan-in scaling of
+            weights, ``2 sigmoid`` for norm weights, ``0.1 tanh`` for biases).
+        num_ops, num_acts: vocabulary sizes (default: the current vocabularies).
+
+    Call ``ghn(batch)`` with a PyG ``Batch`` (or one ArchGraph) to get one
+    ``{name: tensor}`` dict per graph, keyed like ``model.named_parameters()``.
+    """
+
+    def __init__(self, hid: int = 32, gnn: str = "gatedgnn", T: int = 1, s_max: int = 50,
+                 max_shape: Sequence[int] = (64, 64, 11, 11), layernorm: bool = True,
+                 weight_norm: bool = True, num_ops: int | None = None,
+                 num_acts: int | None = None) -> None:
+        super().__init__()
+        self.config: dict[str, Any] = dict(
+            hid=hid, gnn=gnn, T=T, s_max=s_max, max_shape=list(max_shape), layernorm=layernorm,
+            weight_norm=weight_norm, num_ops=num_ops or len(PRIMITIVES),
+            num_acts=num_acts or len(ACTIVATIONS))
+        self.encoder = NodeEncoder(hid, self.config["num_ops"], self.config["num_acts"])
+        self.gnn = resolve_gnn(gnn)(hid, T=T, s_max=s_max)
+        self.norm = nn.LayerNorm(hid) if layernorm else nn.Identity()
+        self.decoder = ParameterDecoder(hid, max_shape, normalize=weight_norm)
+
+    def reset_parameters(self) -> None:
+        """Re-initialise every part."""
+        for part in (self.encoder, self.gnn, self.norm, self.decoder):
+            if hasattr(part, "reset_parameters"):
+                part.reset_parameters()
+
+    @property
+    def device(self) -> torch.device:
+        """The device of the GHN's parameters."""
+        return next(self.parameters()).device
+
+    # ------------------------------------------------------------ prediction
+    def forward(self, batch: Batch | Data | Sequence[Data],
+                s_max: int | None = None) -> list[dict[str, Tensor]]:
+        """Predict every parameter of every graph.
+
+        Args:
+            batch: a ``Batch`` of ArchGraphs, one ArchGraph, or a list of them.
+            s_max: run-time virtual-edge cutoff (at most the GHN's ``s_max``).
+
+        Returns:
+            One dict per graph, ``{parameter name: tensor of its shape}``, in the
+            graph's node order.
+
+        Raises:
+            ValueError: an empty batch, a graph without parameters, or ops unknown to
+                this GHN.
+        """
+        if isinstance(batch, Data) and not isinstance(batch, Batch):
+            batch = [batch]
+        if isinstance(batch, (list, tuple)):
+            if not batch:
+                raise ValueError("the batch is empty: give at least one ArchGraph")
+            batch = Batch.from_data_list(list(batch))
+        if not isinstance(batch, Batch):
+            raise TypeError(f"expected a PyG Batch, an ArchGraph or a list of them, got "
+                            f"{type(batch).__name__}")
+        if batch.num_graphs == 0 or batch.num_nodes == 0:
+            raise ValueError("the batch is empty: give at least one ArchGraph")
+        device = self.device
+        if batch.op.device != device:
+            batch = batch.to(device)
+        x = self.encoder(batch)
+        x = self.gnn(x, batch, s_max=s_max)
+        return self.decoder(self.norm(x), batch)
+
+    @torch.no_grad()
+    def predict(self, model: nn.Module, input_shape: Sequence[int] = (1, 3, 32, 32),
+                spec: Any = None, load: bool = False) -> dict[str, Tensor]:
+        """Trace ``model`` and predict all its parameters.
+
+        Args:
+            model: the CNN.
+            input_shape: an input shape it accepts.
+            spec: a :class:`~ghn_pyg.quant.QuantSpec` (the bits the GHN conditions on).
+            load: also copy the predictions into ``model``'s parameters.
+
+        Returns:
+            ``{name: tensor}`` for every parameter of ``model`` (detached).
+
+        Raises:
+            GraphBuildError: the model cannot be traced.
+        """
+        graph = trace(model, input_shape, spec, s_max=self.config["s_max"])
+        params = self(graph)[0]
+        if load:
+            for name, param in model.named_parameters():
+                param.copy_(params[name].to(param.device, param.dtype))
+        return params
+
+    # ------------------------------------------------------------ checkpoints
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write config, vocabularies and weights to ``path`` atomically."""
+        payload = {"format": _FORMAT, "version": _VERSION, "config": self.config,
+                   "vocab": {"primitives": list(PRIMITIVES), "activations": list(ACTIVATIONS)},
+                   "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()}}
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> "GHN":
+        """Rebuild a GHN from a checkpoint written by :meth:`save`.
+
+        Raises:
+            CheckpointError: unreadable or corrupted file, another format, or weights
+                that do not match the stored config.
+        """
+        payload = _read_checkpoint(path, map_location)
+        ghn = cls(**payload["config"])
+        ghn._load_state(payload["state_dict"], path)
+        return ghn.to(map_location)
+
+    def load_weights(self, path: str | os.PathLike) -> "GHN":
+        """Load a checkpoint's weights into this GHN, whose config must match.
+
+        Raises:
+            CheckpointError: the file is unreadable, or its config differs (names the
+                differing fields).
+        """
+        payload = _read_checkpoint(path, self.device)
+        theirs = payload["config"]
+        diff = {k: (theirs.get(k), v) for k, v in self.config.items() if theirs.get(k) != v}
+        if diff:
+            details = ", ".join(f"{k}: checkpoint {a!r} vs this GHN {b!r}" for k, (a, b) in diff.items())
+            raise CheckpointError(f"{path}: checkpoint of another GHN config ({details}); "
+                                  "use GHN.load(path) to build a matching GHN")
+        self._load_state(payload["state_dict"], path)
+        return self
+
+    @classmethod
+    def from_pretrained(cls, name: str, map_location: str | torch.device = "cpu") -> "GHN":
+        """Load a checkpoint shipped in ``ghn_pyg/checkpoints/`` (e.g. ``"ghn-qat-fmnist"``).
+
+        Raises:
+            ValueError: no shipped checkpoint of that name (lists the available ones).
+        """
+        path = PRETRAINED_DIR / f"{name.removesuffix('.pt')}.pt"
+        if not path.is_file():
+            available = sorted(p.stem for p in PRETRAINED_DIR.glob("*.pt"))
+            raise ValueError(f"no pretrained GHN {name!r}; shipped: "
+                             f"{', '.join(available) if available else 'none yet'}")
+        return cls.load(path, map_location)
+
+    def _load_state(self, state: dict[str, Tensor], path: str | os.PathLike) -> None:
+        own = self.state_dict()
+        missing = sorted(set(own) - set(state))
+        unexpected = sorted(set(state) - set(own))
+        misshaped = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+        if missing or unexpected or misshaped:
+            raise CheckpointError(
+                f"{path}: weights do not match the config: missing {missing}, unexpected "
+                f"{unexpected}, mis-shaped {misshaped}")
+        self.load_state_dict(state)
+
+
+def _read_checkpoint(path: str | os.PathLike, map_location: Any) -> dict[str, Any]:
+    if not Path(path).is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises many types for broken files
+        raise CheckpointError(f"{path}: corrupted or not a torch checkpoint "
+                              f"({type(err).__name__}: {err})") from err
+    if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
+        raise CheckpointError(f"{path}: not a ghn_pyg GHN checkpoint (no '{_FORMAT}' format tag)")
+    for key in ("config", "state_dict", "vocab"):
+        if key not in payload:
+            raise CheckpointError(f"{path}: incomplete GHN checkpoint, '{key}' is missing")
+    saved_ops = payload["vocab"]["primitives"]
+    if list(PRIMITIVES[:len(saved_ops)]) != list(saved_ops):
+        raise CheckpointError(f"{path}: the checkpoint's op vocabulary {saved_ops} differs from "
+                              f"this installation's {PRIMITIVES}")
+    return payload

@@ -1,0 +1,109 @@
+"""Level schedules: the per-batch index plan of a level-synchronous graph sweep.
+
+Nodes of one level (across all graphs of a batch) depend only on lower levels, so a
+sweep updates a level at a time. :func:`build_schedule` computes, once per batch and
+direction, everything the sweep needs, so the sweep itself never synchronises with
+the host:
+
+* ``perm``: node ids sorted by level (stable), so each level is a contiguous slice;
+* ``bounds``: the (start, end) slice of every level;
+* the message coefficients of every receiver: 1 for a 1-hop sender and ``1 / dist``
+  for every sender within the cutoff, either as one dense [N, 2N] matrix (small
+  batches: a level's messages are one matmul) or as per-level edge lists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+__all__ = ["SweepSchedule", "build_schedule", "DENSE_LIMIT"]
+
+#: Batches with at most this many nodes use the dense coefficient matrix.
+DENSE_LIMIT = 3072
+
+
+@dataclass
+class SweepSchedule:
+    """The plan of one sweep direction.
+
+    Attributes:
+        perm: [N] node id at each sorted position.
+        inv_perm: [N] sorted position of each node id.
+        bounds: per level, the ``(start, end)`` slice of sorted positions.
+        coef: dense [N, 2N] coefficients (rows: receivers, columns: ``2 * sender`` for
+            the 1-hop term and ``2 * sender + 1`` for the virtual-edge term, all in
+            sorted positions), or None.
+        edges: per level, ``(columns, receivers, weights)`` with columns as in
+            ``coef`` and receivers relative to the level start, or None.
+    """
+
+    perm: Tensor
+    inv_perm: Tensor
+    bounds: list[tuple[int, int]]
+    coef: Tensor | None
+    edges: list[tuple[Tensor, Tensor, Tensor]] | None
+
+    @property
+    def num_levels(self) -> int:
+        """Number of levels, the sweep's sequential steps."""
+        return len(self.bounds)
+
+
+def build_schedule(level: Tensor, dist_index: Tensor, dist: Tensor, s_max: int,
+                   reverse: bool = False, dense_limit: int = DENSE_LIMIT,
+                   dtype: torch.dtype = torch.float32) -> SweepSchedule:
+    """Plan a sweep.
+
+    Args:
+        level: [N] level of each node in the sweep's direction (``level_fw`` for the
+            forward sweep, ``level_bw`` for the backward one).
+        dist_index: [2, D] pairs (u, v) with a path u -> v; dist: [D] its length.
+        s_max: run-time cutoff; pairs with ``dist > s_max`` are ignored.
+        reverse: messages flow v -> u (the backward sweep).
+        dense_limit: use the dense coefficient matrix up to this many nodes.
+        dtype: dtype of the coefficients.
+
+    Returns:
+        The :class:`SweepSchedule`. One host synchronisation (the level sizes).
+    """
+    n = level.numel()
+    device = level.device
+    perm = torch.argsort(level, stable=True)
+    inv_perm = torch.empty_like(perm)
+    inv_perm[perm] = torch.arange(n, device=device)
+    sizes = torch.bincount(level, minlength=int(level.max()) + 1 if n else 0).tolist()
+    bounds, start = [], 0
+    for size in sizes:
+        bounds.append((start, start + size))
+        start += size
+
+    keep = dist <= s_max
+    send, recv = dist_index[0][keep], dist_index[1][keep]
+    if reverse:
+        send, recv = recv, send
+    d = dist[keep].to(dtype)
+    send, recv = inv_perm[send], inv_perm[recv]
+    one_hop = d == 1
+    # every pair contributes 1/dist to the virtual-edge term; 1-hop pairs also 1 to the MLP term
+    columns = torch.cat([2 * send[one_hop], 2 * send + 1])
+    receivers = torch.cat([recv[one_hop], recv])
+    weights = torch.cat([torch.ones_like(d[one_hop]), 1.0 / d])
+
+    if n <= dense_limit:
+        coef = torch.zeros(n, 2 * n, dtype=dtype, device=device)
+        coef.index_put_((receivers, columns), weights, accumulate=True)
+        return SweepSchedule(perm, inv_perm, bounds, coef, None)
+
+    order = torch.argsort(receivers, stable=True)
+    columns, receivers, weights = columns[order], receivers[order], weights[order]
+    level_sorted = torch.repeat_interleave(torch.arange(len(sizes), device=device),
+                                           torch.tensor(sizes, device=device))
+    counts = torch.bincount(level_sorted[receivers], minlength=len(sizes)).tolist()
+    edges = []
+    for (lo, _), cols, rec, w in zip(bounds, columns.split(counts), receivers.split(counts),
+                                      weights.split(counts)):
+        edges.append((cols, rec - lo, w))
+    return SweepSchedule(perm, inv_perm, bounds, None, edges)

@@ -1,0 +1,191 @@
+"""The GHN: predictions for the zoo, bits conditioning, gradients, checkpoints, layers."""
+
+from __future__ import annotations
+
+import copy
+from collections import OrderedDict
+
+import pytest
+import torch
+from torch import nn
+from torch_geometric.data import Batch
+
+from ghn_pyg import GHN, GraphBuildError, QuantSpec, annotate, trace
+from ghn_pyg.nn import CheckpointError, decoder as decoder_module
+from ghn_pyg.nn.decoder import fit_to_shape
+from ghn_pyg.nn.encoder import CHANNEL_BINS, nearest_bin
+from ghn_pyg.spaces import ZOO, zoo_input_shape
+
+from .conftest import zoo_graph, zoo_model
+
+
+@pytest.fixture(scope="module")
+def ghn():
+    torch.manual_seed(0)
+    return GHN(hid=32)
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_zoo_predictions_have_every_name_and_shape(ghn, name):
+    model = copy.deepcopy(zoo_model(name))
+    with torch.no_grad():
+        params = ghn(zoo_graph(name))[0]
+    expected = {n: p.shape for n, p in model.named_parameters()}
+    assert {n: p.shape for n, p in params.items()} == expected
+    state = OrderedDict(params)
+    state._metadata = model.state_dict()._metadata  # MNASNet checks its version there
+    result = model.load_state_dict(state, strict=False)
+    assert not [k for k in result.missing_keys if k in expected] and not result.unexpected_keys
+    model.train()  # batch statistics, GHN-2's evaluation protocol
+    with torch.no_grad():
+        out = model(torch.randn(2, *zoo_input_shape(name)[1:]))
+    assert torch.isfinite(out).all()
+
+
+def test_bits_condition_the_predictions(ghn):
+    graph = zoo_graph("resnet18")
+    with torch.no_grad():
+        fp = ghn(graph)[0]
+        w4 = ghn(annotate(graph, QuantSpec.uniform(4)))[0]
+        w4_again = ghn(annotate(graph, QuantSpec.uniform(4)))[0]
+    assert all(torch.equal(w4[k], w4_again[k]) for k in w4)
+    assert not torch.allclose(fp["layer1.0.conv1.weight"], w4["layer1.0.conv1.weight"])
+
+
+def test_gradients_reach_every_ghn_parameter():
+    torch.manual_seed(0)
+    ghn = GHN(hid=16)
+    batch = Batch.from_data_list([zoo_graph("mobilenet_v3_small"), zoo_graph("squeezenet1_0")])
+    loss = sum(p.pow(2).mean() for params in ghn(batch) for p in params.values())
+    loss.backward()
+    missing = [n for n, p in ghn.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert missing == []
+
+
+def test_same_seed_same_predictions():
+    preds = []
+    for _ in range(2):
+        torch.manual_seed(7)
+        with torch.no_grad():
+            preds.append(GHN(hid=16)(zoo_graph("resnet18"))[0])
+    assert all(torch.equal(preds[0][k], preds[1][k]) for k in preds[0])
+
+
+def test_batch_equals_single_graphs(ghn):
+    graphs = [zoo_graph(n) for n in ("resnet18", "mnasnet1_0", "squeezenet1_0")]
+    with torch.no_grad():
+        together = ghn(Batch.from_data_list(graphs))
+        alone = [ghn(g)[0] for g in graphs]
+    for a, b in zip(together, alone):
+        assert a.keys() == b.keys()
+        assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
+def test_one_decoder_call_per_distinct_shape(ghn, monkeypatch):
+    calls = []
+    original = decoder_module.WeightDecoder.forward
+
+    def counting(self, h, shape):
+        calls.append((tuple(shape), h.shape[0]))
+        return original(self, h, shape)
+
+    monkeypatch.setattr(decoder_module.WeightDecoder, "forward", counting)
+    batch = Batch.from_data_list([zoo_graph("resnet18"), zoo_graph("resnet50")])
+    with torch.no_grad():
+        ghn(batch)
+    shapes = {tuple(s) + (1,) * (4 - len(s)) for g in ("resnet18", "resnet50")
+              for n, p in zoo_model(g).named_parameters() if p.dim() > 1 for s in [p.shape]}
+    assert len(calls) == len({c[0] for c in calls}) == len(shapes)
+    assert sum(c[1] for c in calls) == 21 + 54
+
+
+def test_shapes_beyond_max_shape_are_tiled():
+    torch.manual_seed(0)
+    ghn = GHN(hid=8, max_shape=(8, 8, 3, 3))
+    model = nn.Sequential(nn.Conv2d(3, 20, 7, padding=3), nn.BatchNorm2d(20), nn.ReLU(),
+                          nn.Conv2d(20, 20, 5, groups=20), nn.AdaptiveAvgPool2d(1),
+                          nn.Flatten(), nn.Linear(20, 1000))
+    params = ghn.predict(model)
+    assert params["0.weight"].shape == (20, 3, 7, 7) and params["6.weight"].shape == (1000, 20)
+    assert torch.equal(params["6.weight"][:8], params["6.weight"][8:16])  # tiled rows
+    x = torch.arange(2 * 3 * 5 * 5, dtype=torch.float).view(2, 3, 5, 5)
+    assert torch.equal(fit_to_shape(x, (3, 5, 5)), x)
+    assert torch.equal(fit_to_shape(x, (7, 5, 5))[:, 3:6], x)
+    assert torch.equal(fit_to_shape(x.view(1, 2, 3, 5, 5), (2, 3, 3, 3))[0, :, :, 0, 0],
+                       x[:, :, 1, 1])  # spatial dims are centre-cropped
+
+
+def test_predict_can_load_into_the_model(ghn):
+    model = copy.deepcopy(zoo_model("squeezenet1_0"))
+    params = ghn.predict(model, load=True)
+    assert all(torch.equal(p, params[n]) for n, p in model.named_parameters())
+
+
+def test_encoder_snaps_unseen_sizes_to_the_nearest_bin():
+    bins = torch.tensor(CHANNEL_BINS)
+    idx = nearest_bin(torch.tensor([1000, 64, 70, 5000]), bins, log=True)
+    assert [CHANNEL_BINS[i] for i in idx.tolist()] == [1024, 64, 64, 4096]
+
+
+def test_bad_inputs_are_clear(ghn):
+    with pytest.raises(ValueError, match="empty"):
+        ghn([])
+    with pytest.raises(ValueError, match="has no parameters"):
+        ghn.predict(nn.Sequential(nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()))
+    with pytest.raises(GraphBuildError, match="rejected an input"):
+        ghn.predict(nn.Sequential(nn.Conv2d(1, 2, 3)), input_shape=(1, 3, 8, 8))
+    with pytest.raises(TypeError, match="expected a PyG Batch"):
+        ghn("resnet18")
+    assert ghn([zoo_graph("resnet18")])[0].keys() == ghn(zoo_graph("resnet18"))[0].keys()
+
+
+def test_checkpoint_round_trip_and_errors(tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    ghn = GHN(hid=16, T=2)
+    path = ghn.save(tmp_path / "ghn.pt")
+    again = GHN.load(path)
+    graph = zoo_graph("resnet18")
+    with torch.no_grad():
+        a, b = ghn(graph)[0], again(graph)[0]
+    assert again.config == ghn.config and all(torch.equal(a[k], b[k]) for k in a)
+
+    with pytest.raises(CheckpointError, match="another GHN config.*hid: checkpoint 16 vs this GHN 32"):
+        GHN(hid=32, T=2).load_weights(path)
+    assert GHN(hid=16, T=2).load_weights(path) is not None
+
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(CheckpointError, match="corrupted"):
+        GHN.load(broken)
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(1)}, other)
+    with pytest.raises(CheckpointError, match="not a ghn_pyg GHN checkpoint"):
+        GHN.load(other)
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        GHN.load(tmp_path / "missing.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.pt", "ghn.pt", "other.pt"]
+
+    import ghn_pyg.nn.ghn as ghn_module
+
+    with pytest.raises(ValueError, match="no pretrained GHN 'nope'"):
+        GHN.from_pretrained("nope")
+    monkeypatch.setattr(ghn_module, "PRETRAINED_DIR", tmp_path)
+    assert GHN.from_pretrained("ghn").config == ghn.config
+
+
+@pytest.mark.parametrize("gnn", ["ggnn", "gatv2", "transformer", "gine",
+                                 "tests.custom_gnn:MeanConvLayer"])
+def test_pluggable_gnn_layers(gnn):
+    torch.manual_seed(0)
+    ghn = GHN(hid=16, gnn=gnn, T=2)
+    params = ghn(Batch.from_data_list([zoo_graph("resnet18"), zoo_graph("mnasnet1_0")]))
+    assert set(params[0]) == {n for n, _ in zoo_model("resnet18").named_parameters()}
+    sum(p.sum() for p in params[1].values()).backward()
+    assert all(p.grad is not None for p in ghn.gnn.parameters())
+
+
+def test_unknown_gnn_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown GNN 'gcn'"):
+        GHN(gnn="gcn")
+    with pytest.raises(ValueError, match="cannot import GNN layer"):
+        GHN(gnn="no.such:Layer")
