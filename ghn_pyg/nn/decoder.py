@@ -90,19 +90,23 @@ def fit_to_shape(tensor: Tensor, shape: Sequence[int], start_dim: int = 1) -> Te
     """Crop or tile the dims of ``tensor`` from ``start_dim`` on to ``shape``.
 
     Spatial dims (the last two of a 5-D weight batch) are center-cropped; other dims
-    keep their leading part. Dims that are too small are tiled (repeated).
+    keep their leading part. Dims that are too small are tiled (repeated), in one
+    ``repeat`` for all of them, so the full-size tensor is written once.
     """
     out = tensor
+    reps = [1] * out.dim()
     for dim, size in enumerate(shape, start=start_dim):
         have = out.shape[dim]
         if have > size:
             spatial = out.dim() == 5 and dim >= 3
-            offset = (have - size) // 2 if spatial else 0
-            out = out.narrow(dim, offset, size)
+            out = out.narrow(dim, (have - size) // 2 if spatial else 0, size)
         elif have < size:
-            reps = [1] * out.dim()
             reps[dim] = -(-size // have)
-            out = out.repeat(*reps).narrow(dim, 0, size)
+    if any(r > 1 for r in reps):
+        out = out.repeat(*reps)
+        for dim, size in enumerate(shape, start=start_dim):
+            if out.shape[dim] > size:
+                out = out.narrow(dim, 0, size)
     return out
 
 
@@ -153,7 +157,8 @@ class WeightDecoder(nn.Module):
             shape: (out, in, kh, kw).
 
         Returns:
-            [n, out, in, kh, kw].
+            [n, min(out, O), min(in, I), min(kh, K_h), min(kw, K_w)]: the decoded core,
+            to be tiled to ``shape`` with :func:`fit_to_shape`.
         """
         n = h.shape[0]
         out_max, in_max, kh_max, kw_max = self.max_shape
@@ -167,8 +172,7 @@ class WeightDecoder(nn.Module):
         s = self.spatial_factors(z).view(n, self.rank, kh_max, kw_max)
         top, left = (kh_max - kh) // 2, (kw_max - kw) // 2
         s = s[:, :, top:top + kh, left:left + kw]
-        w = torch.einsum("nor,nir,nrkl->noikl", u, v, s)
-        return fit_to_shape(w, shape)
+        return torch.einsum("nor,nir,nrkl->noikl", u, v, s)
 
 
 class VectorDecoder(nn.Module):
@@ -255,9 +259,10 @@ class ParameterDecoder(nn.Module):
             nodes = torch.tensor([targets[t].node for t in members], device=h.device)
             if kind == "weight":
                 values = self.weights(h[nodes], size)
-                if self.normalize:
+                if self.normalize:  # scale the core before tiling it to full size
                     fan_in = size[1] * size[2] * size[3]
                     values = values * math.sqrt((1.0 if depthwise else 2.0) / fan_in)
+                values = fit_to_shape(values, size)
             else:
                 values = self.vectors(h[nodes], size, kind)
                 if self.normalize:
