@@ -46,7 +46,55 @@ def build_parser() -> argparse.ArgumentParser:
     zoo.add_argument("--s-max", type=int, default=50, help="virtual edge cutoff (default 50)")
     zoo.add_argument("--models", nargs="+", default=None, metavar="NAME",
                      help="trace only these torchvision models (default: the whole zoo)")
+    data = sub.add_parser(
+        "make-dataset", help="sample, trace and store an architecture-graph dataset",
+        description="Build (or resume) an ArchGraphDataset split. With --recipe, settings come "
+                    "from a JSON recipe (see graphs/) and every split it lists is built unless "
+                    "--split is given; command-line options override the recipe.")
+    data.add_argument("--recipe", help="JSON recipe file, e.g. graphs/efficient-fmnist.json")
+    data.add_argument("--space", help="architecture space (default efficient)")
+    data.add_argument("--split", help="train, val, test, wide, deep, nobn or torchvision")
+    data.add_argument("--size", type=int, help="number of architectures")
+    data.add_argument("--root", help="dataset folder")
+    data.add_argument("--seed", type=int, help="base seed (default 0)")
+    data.add_argument("--in-shape", type=_shape, help="input C,H,W (default 1,28,28)")
+    data.add_argument("--num-classes", type=int, help="classifier size (default 10)")
+    data.add_argument("--shard-size", type=int, help="graphs per shard file (default 1000)")
+    data.add_argument("--workers", type=int, default=0, help="build processes (default 0: inline)")
     return parser
+
+
+def _dataset_jobs(args: argparse.Namespace) -> list[dict]:
+    """The (split, settings) jobs of make-dataset from the recipe and the options."""
+    import json
+    from pathlib import Path
+
+    recipe: dict = {}
+    if args.recipe:
+        try:
+            recipe = json.loads(Path(args.recipe).read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ValueError(f"cannot read recipe {args.recipe}: {err}") from None
+    base = {"space": recipe.get("space", "efficient"), "root": recipe.get("root"),
+            "seed": recipe.get("seed", 0), "in_shape": tuple(recipe.get("in_shape", (1, 28, 28))),
+            "num_classes": recipe.get("num_classes", 10),
+            "shard_size": recipe.get("shard_size", 1000)}
+    for key in ("space", "root", "seed", "num_classes", "shard_size"):
+        if getattr(args, key) is not None:
+            base[key] = getattr(args, key)
+    if args.in_shape is not None:
+        base["in_shape"] = args.in_shape
+    if base["root"] is None:
+        raise ValueError("give --root (or a recipe with a root)")
+    splits = dict(recipe.get("splits", {}))
+    if args.split:
+        size = args.size if args.size is not None else splits.get(args.split)
+        if size is None:
+            raise ValueError(f"give --size for split {args.split!r}")
+        splits = {args.split: size}
+    if not splits:
+        raise ValueError("give --split and --size, or a recipe with splits")
+    return [{**base, "split": split, "size": size} for split, size in splits.items()]
 
 
 def _cmd_graph(args: argparse.Namespace) -> int:
@@ -64,6 +112,18 @@ def _cmd_graph(args: argparse.Namespace) -> int:
     path = draw(graph, args.out)
     print(f"{name}: {graph.num_nodes} nodes, {graph.edge_index.shape[1]} edges, "
           f"{int(graph.level_fw.max()) + 1} levels -> {path}")
+    return 0
+
+
+def _cmd_make_dataset(args: argparse.Namespace) -> int:
+    from .data import ArchGraphDataset
+
+    for job in _dataset_jobs(args):
+        start = time.perf_counter()
+        data = ArchGraphDataset(workers=args.workers, **job)
+        seconds = time.perf_counter() - start
+        print(f"{job['space']}/{job['split']}: {len(data)} graphs in {data.processed_dir} "
+              f"({data.bytes_per_graph() / 1024:.1f} KB per graph, {seconds:.1f} s)")
     return 0
 
 
@@ -99,12 +159,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     # torch_geometric's import calls the deprecated torch.jit.script; not the user's concern.
     warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated",
                             category=FutureWarning)
-    from .errors import GraphBuildError
+    from .errors import DatasetError, GraphBuildError
 
-    handlers = {"graph": _cmd_graph, "zoo": _cmd_zoo}
+    handlers = {"graph": _cmd_graph, "zoo": _cmd_zoo, "make-dataset": _cmd_make_dataset}
     try:
         return handlers[args.command](args)
-    except (GraphBuildError, ValueError, ImportError) as err:
+    except (GraphBuildError, DatasetError, ValueError, ImportError, FileNotFoundError) as err:
         print(f"ghn-pyg {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["GraphBuildError"]
+__all__ = ["GraphBuildError", "DatasetError"]
 
 
 class GraphBuildError(RuntimeError):
@@ -11,3 +11,8 @@ class GraphBuildError(RuntimeError):
     The message names the model, the module or construct at fault and what to do
     (register the module type, make it a leaf, change the input shape, ...).
     """
+
+
+class DatasetError(ValueError):
+    """An architecture-graph dataset on disk is incomplete, corrupted or built with other
+    settings; the message names the file and how to rebuild it."""

@@ -59,3 +59,22 @@ def test_console_script_help():
     result = subprocess.run([sys.executable, "-m", "ghn_pyg.cli", "--help"],
                             capture_output=True, text=True, check=True)
     assert "graph" in result.stdout and "zoo" in result.stdout
+
+
+def test_make_dataset_from_recipe_and_options(tmp_path, capsys):
+    import json
+
+    recipe = tmp_path / "r.json"
+    recipe.write_text(json.dumps({"space": "blocks", "root": str(tmp_path / "ds"),
+                                  "in_shape": [1, 28, 28], "num_classes": 10,
+                                  "splits": {"train": 6, "val": 3}}))
+    assert main(["make-dataset", "--recipe", str(recipe)]) == 0
+    out = capsys.readouterr().out
+    assert "blocks/train: 6 graphs" in out and "blocks/val: 3 graphs" in out
+    assert main(["make-dataset", "--recipe", str(recipe), "--split", "test", "--size", "2"]) == 0
+    assert (tmp_path / "ds" / "test" / "meta.json").is_file()
+    assert main(["make-dataset", "--split", "train", "--size", "2"]) == 2
+    assert "give --root" in capsys.readouterr().err
+    assert main(["make-dataset", "--recipe", str(tmp_path / "missing.json")]) == 2
+    assert main(["make-dataset", "--recipe", str(recipe), "--split", "train", "--size", "7"]) == 2
+    assert "other settings" in capsys.readouterr().err

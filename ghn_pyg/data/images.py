@@ -1,0 +1,255 @@
+"""Image datasets: Fashion-MNIST, CIFAR-10 and a synthetic set, with seeded val splits.
+
+Lookup order for files: an explicit ``root``, ``$GHN_PYG_DATA``, Debian's
+``/usr/share/datasets/fashion-mnist`` (Fashion-MNIST), then torchvision's download,
+only when ``download=True``. Nothing touches the network otherwise.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+__all__ = ["ImageSet", "load_images", "image_loaders", "synthetic_images", "find_fashion_mnist",
+           "IMAGE_DATASETS", "DEBIAN_FASHION_MNIST"]
+
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+IMAGE_DATASETS: tuple[str, ...] = ("fashion-mnist", "cifar10", "synthetic")
+#: Per-channel mean and std of the training images.
+_STATS = {"fashion-mnist": ((0.2860,), (0.3530,)),
+          "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+          "synthetic": ((0.5,), (0.25,))}
+_FMNIST_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+                 "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+
+
+class ImageSet(Dataset):
+    """Images held as a uint8 tensor [N, C, H, W], normalised on access.
+
+    Args:
+        images: [N, C, H, W] uint8.
+        labels: [N] long.
+        mean, std: per-channel normalisation (in [0, 1] units).
+        augment: random crop (padding 2) and horizontal flip on every access.
+    """
+
+    def __init__(self, images: Tensor, labels: Tensor, mean: Sequence[float],
+                 std: Sequence[float], augment: bool = False) -> None:
+        if images.dim() != 4 or images.shape[0] != labels.shape[0]:
+            raise ValueError(f"images must be [N, C, H, W] matching {labels.shape[0]} labels, "
+                             f"got {tuple(images.shape)}")
+        self.images, self.labels, self.augment = images, labels.long(), augment
+        self.mean = torch.tensor(mean).view(-1, 1, 1)
+        self.std = torch.tensor(std).view(-1, 1, 1)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one image."""
+        return tuple(self.images.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (the largest label + 1)."""
+        return int(self.labels.max()) + 1
+
+    def __len__(self) -> int:
+        return self.labels.shape[0]
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        x = self.images[i].float().div_(255)
+        if self.augment:
+            x = _random_crop_flip(x)
+        return (x - self.mean) / self.std, self.labels[i]
+
+
+def _random_crop_flip(x: Tensor, pad: int = 2) -> Tensor:
+    _, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+    top, left = torch.randint(0, 2 * pad + 1, (2,)).tolist()
+    x = padded[:, top:top + h, left:left + w]
+    return x.flip(-1) if torch.rand(()) < 0.5 else x
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    dims = data[3]
+    shape = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(dims)]
+    offset = 4 + 4 * dims
+    array = np.frombuffer(data, dtype=np.uint8, offset=offset)
+    if array.size != int(np.prod(shape)):
+        raise ValueError(f"{path} is truncated: {array.size} values for shape {shape}")
+    return array.reshape(shape)
+
+
+def _candidates(root: str | os.PathLike | None, subdirs: Sequence[str]) -> list[Path]:
+    bases = []
+    if root is not None:
+        bases.append(Path(root))
+    if os.environ.get("GHN_PYG_DATA"):
+        bases.append(Path(os.environ["GHN_PYG_DATA"]))
+    return [base / sub for base in bases for sub in subdirs]
+
+
+def find_fashion_mnist(root: str | os.PathLike | None = None) -> Path:
+    """The folder holding Fashion-MNIST's idx files (``.gz`` or not).
+
+    Raises:
+        FileNotFoundError: none of the lookup paths has them; says which were tried and
+            how to install the data.
+    """
+    tried = _candidates(root, ("", "fashion-mnist", "FashionMNIST/raw")) + [DEBIAN_FASHION_MNIST]
+    for folder in tried:
+        if any((folder / f"{_FMNIST_FILES['test'][0]}{ext}").is_file() for ext in (".gz", "")):
+            return folder
+    raise FileNotFoundError(
+        "Fashion-MNIST not found; tried: " + ", ".join(map(str, tried)) + ". Install it with "
+        "`sudo apt-get install dataset-fashion-mnist`, set GHN_PYG_DATA to a folder with the idx "
+        "files, or pass download=True (torchvision downloads it).")
+
+
+def _fashion_mnist_arrays(split: str, root: str | os.PathLike | None,
+                          download: bool) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        folder = find_fashion_mnist(root)
+    except FileNotFoundError:
+        if not download:
+            raise
+        import torchvision
+
+        target = Path(root or os.environ.get("GHN_PYG_DATA") or "data")
+        torchvision.datasets.FashionMNIST(str(target), train=split == "train", download=True)
+        folder = target / "FashionMNIST" / "raw"
+    arrays = []
+    for name in _FMNIST_FILES[split]:
+        path = next((folder / f"{name}{ext}" for ext in (".gz", "")
+                     if (folder / f"{name}{ext}").is_file()), None)
+        if path is None:
+            raise FileNotFoundError(f"{folder} has no {name}[.gz]")
+        arrays.append(_read_idx(path))
+    return arrays[0][:, None], arrays[1]
+
+
+_CIFAR_FILES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
+
+
+def _read_cifar_batches(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Read CIFAR-10's python-pickle batches (the ``cifar-10-batches-py`` format)."""
+    images, labels = [], []
+    for name in _CIFAR_FILES[split]:
+        path = folder / name
+        try:
+            with open(path, "rb") as f:
+                batch = pickle.load(f, encoding="bytes")
+            data = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+            targets = np.asarray(batch[b"labels"], dtype=np.int64)
+        except (OSError, pickle.UnpicklingError, KeyError, ValueError, EOFError) as err:
+            raise ValueError(f"{path} is not a readable CIFAR-10 batch ({type(err).__name__}: "
+                             f"{err}); re-download it") from err
+        images.append(data)
+        labels.append(targets)
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def _cifar10_arrays(split: str, root: str | os.PathLike | None,
+                    download: bool) -> tuple[np.ndarray, np.ndarray]:
+    tried = _candidates(root, ("", "cifar10"))
+    for folder in tried:
+        if (folder / "cifar-10-batches-py").is_dir():
+            return _read_cifar_batches(folder / "cifar-10-batches-py", split)
+    if download:
+        import torchvision
+
+        folder = Path(root or os.environ.get("GHN_PYG_DATA") or "data")
+        torchvision.datasets.CIFAR10(str(folder), train=split == "train", download=True)
+        return _read_cifar_batches(folder / "cifar-10-batches-py", split)
+    raise FileNotFoundError(
+        "CIFAR-10 not found (a cifar-10-batches-py folder); tried: "
+        + (", ".join(map(str, tried)) or "no root given and GHN_PYG_DATA unset")
+        + ". Pass root=, set GHN_PYG_DATA, or pass download=True where the network allows "
+        "(torchvision downloads it).")
+
+
+def synthetic_images(num_samples: int = 2048, shape: Sequence[int] = (1, 28, 28),
+                     num_classes: int = 10, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """A learnable synthetic set: a fixed random pattern per class plus noise.
+
+    Returns:
+        ``(images [N, C, H, W] uint8, labels [N] long)``.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    patterns = torch.rand(num_classes, *shape, generator=gen)
+    labels = torch.randint(0, num_classes, (num_samples,), generator=gen)
+    noise = torch.rand(num_samples, *shape, generator=gen)
+    images = (0.6 * patterns[labels] + 0.4 * noise) * 255
+    return images.round().to(torch.uint8), labels
+
+
+def load_images(name: str, split: str = "train", root: str | os.PathLike | None = None,
+                val_size: int | None = None, seed: int = 0, augment: bool = False,
+                download: bool = False, synthetic_shape: Sequence[int] = (1, 28, 28),
+                synthetic_size: int = 4096) -> ImageSet:
+    """One split of an image dataset.
+
+    Args:
+        name: ``"fashion-mnist"``, ``"cifar10"`` or ``"synthetic"``.
+        split: ``"train"`` (training images minus the validation ones), ``"val"``
+            (``val_size`` training images chosen with ``seed``) or ``"test"``.
+        root: where to look first (see the module docstring for the lookup order).
+        val_size: images held out of the training set for validation (default: a
+            tenth of them, at most 5000).
+        seed: seed of the train/val split.
+        augment: random crop and flip (use for training only).
+        download: let torchvision download missing data.
+        synthetic_shape, synthetic_size: the synthetic set's (C, H, W) and size.
+
+    Raises:
+        ValueError: unknown dataset or split.
+        FileNotFoundError: the data is missing (the message says where it looked).
+    """
+    if name not in IMAGE_DATASETS:
+        raise ValueError(f"unknown image dataset {name!r}; use one of {', '.join(IMAGE_DATASETS)}")
+    if split not in ("train", "val", "test"):
+        raise ValueError(f"unknown split {split!r}; use train, val or test")
+    source = "test" if split == "test" else "train"
+    if name == "synthetic":
+        images, labels = synthetic_images(synthetic_size, synthetic_shape,
+                                          seed=1 if source == "test" else 0)
+    else:
+        reader = _fashion_mnist_arrays if name == "fashion-mnist" else _cifar10_arrays
+        arrays = reader(source, root, download)
+        images, labels = torch.from_numpy(arrays[0].copy()), torch.from_numpy(arrays[1].copy())
+    if source == "train":
+        if val_size is None:
+            val_size = min(5000, len(labels) // 10)
+        if not 0 <= val_size < len(labels):
+            raise ValueError(f"val_size must be in [0, {len(labels)}), got {val_size}")
+        order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+        keep = order[:val_size] if split == "val" else order[val_size:]
+        images, labels = images[keep], labels[keep]
+    mean, std = _STATS[name]
+    return ImageSet(images, labels.long(), mean, std, augment=augment and split == "train")
+
+
+def image_loaders(name: str, batch_size: int = 64, root: str | os.PathLike | None = None,
+                  val_size: int | None = None, seed: int = 0, augment: bool = False,
+                  num_workers: int = 0, download: bool = False,
+                  **kwargs) -> dict[str, DataLoader]:
+    """``{"train", "val", "test"}`` DataLoaders (train shuffled with ``seed``)."""
+    loaders = {}
+    for split in ("train", "val", "test"):
+        data = load_images(name, split, root, val_size, seed, augment, download, **kwargs)
+        gen = torch.Generator().manual_seed(seed) if split == "train" else None
+        loaders[split] = DataLoader(data, batch_size=batch_size, shuffle=split == "train",
+                                    generator=gen, num_workers=num_workers,
+                                    drop_last=split == "train")
+    return loaders
