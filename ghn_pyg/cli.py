@@ -61,6 +61,57 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--num-classes", type=int, help="classifier size (default 10)")
     data.add_argument("--shard-size", type=int, help="graphs per shard file (default 1000)")
     data.add_argument("--workers", type=int, default=0, help="build processes (default 0: inline)")
+
+    from .train.config import add_config_arguments
+
+    train = sub.add_parser(
+        "train", help="train a GHN (float) or finetune it with quantization (GHN-QAT)",
+        description="Train a GHN. Settings: defaults < --config FILE (JSON/YAML) < flags. "
+                    "Float pretraining unless --bits is given (e.g. --bits 8,4,2 for GHN-QAT, "
+                    "usually with --init-ckpt of a float run). Under torchrun it trains with DDP.")
+    train.add_argument("--config", help="JSON or YAML file of settings")
+    train.add_argument("--resume", action="store_true", help="continue from OUT/last.pt exactly")
+    add_config_arguments(train)
+
+    evaluate = sub.add_parser(
+        "eval", help="accuracy of GHN-predicted vs random parameters per bit-width",
+        description="Evaluate every architecture of a split on the test images: the GHNs' "
+                    "predictions and random initializations, at each bit-width, BN on batch "
+                    "statistics. Writes results.csv, summary.md and accuracy_vs_bits.png.")
+    evaluate.add_argument("--ckpt", action="append", required=True, metavar="[NAME=]PATH",
+                          help="GHN or training checkpoint; repeat for several (e.g. GHN=a.pt "
+                               "GHN-QAT=b.pt)")
+    evaluate.add_argument("--graphs", help="architecture dataset root (default: the checkpoint's)")
+    evaluate.add_argument("--space", help="architecture space (default: the checkpoint's)")
+    evaluate.add_argument("--split", default="test", help="architecture split (default test)")
+    evaluate.add_argument("--size", type=int, default=500, help="split size (default 500)")
+    evaluate.add_argument("--graph-seed", type=int, default=None, help="architecture seed")
+    evaluate.add_argument("--in-shape", type=_shape, default=None, help="C,H,W")
+    evaluate.add_argument("--num-classes", type=int, default=None)
+    evaluate.add_argument("--data", default=None, help="image dataset (default: the checkpoint's)")
+    evaluate.add_argument("--data-root", default=None)
+    evaluate.add_argument("--bits", default="32,8,4,2", help="bit-widths (default 32,8,4,2)")
+    evaluate.add_argument("--baselines", default="default,he,xavier",
+                          help="random initializers to compare with (ghn_pyg.inits names)")
+    evaluate.add_argument("--max-archs", type=int, default=None)
+    evaluate.add_argument("--max-images", type=int, default=None)
+    evaluate.add_argument("--batch-size", type=int, default=256)
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--device", default="cpu")
+    evaluate.add_argument("--out", default="results/eval", help="output folder")
+
+    predict = sub.add_parser("predict", help="predict the parameters of one network",
+                             description="Predict all parameters of a network with a GHN.")
+    predict.add_argument("--ckpt", required=True, help="GHN or training checkpoint")
+    source = predict.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="torchvision:NAME or package.module:factory")
+    source.add_argument("--spec", help="JSON file of an architecture-space spec")
+    predict.add_argument("--bits", type=int, default=32, help="bits of every conv/linear layer")
+    predict.add_argument("--first-last-8bit", action="store_true")
+    predict.add_argument("--input-shape", type=_shape, default=None,
+                         help="1,C,H,W (default: the checkpoint's training input)")
+    predict.add_argument("--num-classes", type=int, default=None)
+    predict.add_argument("--out", required=True, help="output .pt file of {name: tensor}")
     return parser
 
 
@@ -115,6 +166,114 @@ def _cmd_graph(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .train import Trainer, load_config
+    from .train.config import config_from_args
+    from .train.distributed import teardown
+
+    config = config_from_args(args, load_config(args.config) if args.config else None)
+    try:
+        trainer = Trainer(config, resume=args.resume)
+        metrics = trainer.train()
+    finally:
+        teardown()
+    if trainer.rank == 0:
+        print("finished: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                       for k, v in metrics.items()))
+    return 0
+
+
+def _checkpoint_settings(path: str) -> dict:
+    """The training settings stored in a training checkpoint ({} for a plain GHN file)."""
+    from .nn.ghn import CheckpointError
+    from .train import load_train_checkpoint
+
+    try:
+        return load_train_checkpoint(path)["config"]
+    except CheckpointError:
+        return {}
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    import warnings as _warnings
+
+    from .data import ArchGraphDataset, load_images
+    from .nn import GHN
+    from .train.evaluate import markdown_summary, write_results
+
+    ghns, trained = {}, {}
+    for i, item in enumerate(args.ckpt):
+        name, sep, path = item.partition("=")
+        if not sep:
+            name, path = ("GHN" if len(args.ckpt) == 1 else f"GHN{i + 1}"), item
+        ghns[name] = GHN.load(path)
+        trained[name] = _checkpoint_settings(path)
+    first = next(iter(trained.values()))
+    bits = [int(b) for b in args.bits.split(",")]
+    for name, settings in trained.items():
+        seen = set(settings.get("bits") or []) | {32}
+        if settings and not set(bits) <= seen:
+            _warnings.warn(f"{name} was trained with bits {sorted(seen)}; evaluating "
+                           f"{sorted(set(bits) - seen)} is out of its training distribution")
+    in_shape = tuple(args.in_shape or first.get("in_shape", (1, 28, 28)))
+    space = args.space or first.get("space", "efficient")
+    if first and space != first.get("space"):
+        _warnings.warn(f"evaluating on space {space!r}; the GHN was trained on {first.get('space')!r}")
+    archs = ArchGraphDataset(args.graphs or first.get("graphs", "graphs/efficient-fmnist"),
+                             space, args.split, args.size,
+                             args.graph_seed if args.graph_seed is not None else first.get("graph_seed", 0),
+                             in_shape, args.num_classes or first.get("num_classes", 10))
+    images = load_images(args.data or first.get("data", "fashion-mnist"), "test",
+                         args.data_root or first.get("data_root"), synthetic_shape=in_shape)
+    if tuple(images.shape) != in_shape:
+        raise ValueError(f"test images are {images.shape}, architectures take {in_shape}")
+    from .train.evaluate import evaluate_split
+
+    rows = evaluate_split(archs, images, ghns, bits, args.baselines.split(","), args.max_archs,
+                          args.max_images, args.batch_size, args.seed, args.device)
+    title = f"{space}/{args.split}: {len({r.arch for r in rows})} architectures, top-1 (%)"
+    paths = write_results(rows, args.out, title)
+    print(title)
+    print(markdown_summary(rows))
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    import torch
+
+    from .fileio import atomic_path
+    from .nn import GHN
+    from .quant import QuantSpec
+    from .spaces import adapt_input_channels, get_space, resolve_model
+
+    settings = _checkpoint_settings(args.ckpt)
+    ghn = GHN.load(args.ckpt)
+    in_shape = tuple(settings.get("in_shape", (3, 32, 32)))
+    shape = args.input_shape or (1, *in_shape)
+    classes = args.num_classes or settings.get("num_classes", 10)
+    if args.spec:
+        try:
+            spec = json.loads(Path(args.spec).read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ValueError(f"cannot read spec {args.spec}: {err}") from None
+        model = get_space(spec.get("space", "")).build(spec, shape[1], classes)
+    else:
+        model = resolve_model(args.model, num_classes=classes)
+        if args.model.startswith("torchvision:") and args.input_shape is None:
+            model = adapt_input_channels(model, shape[1])
+    spec_bits = QuantSpec.uniform(args.bits, first_last_8bit=args.first_last_8bit)
+    params = ghn.predict(model, shape, spec_bits)
+    with atomic_path(args.out) as tmp:
+        torch.save(params, tmp)
+    total = sum(p.numel() for p in params.values())
+    print(f"predicted {len(params)} tensors ({total} parameters) at {args.bits} bits -> {args.out}")
+    return 0
+
+
 def _cmd_make_dataset(args: argparse.Namespace) -> int:
     from .data import ArchGraphDataset
 
@@ -161,10 +320,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                             category=FutureWarning)
     from .errors import DatasetError, GraphBuildError
 
-    handlers = {"graph": _cmd_graph, "zoo": _cmd_zoo, "make-dataset": _cmd_make_dataset}
+    handlers = {"graph": _cmd_graph, "zoo": _cmd_zoo, "make-dataset": _cmd_make_dataset,
+                "train": _cmd_train, "eval": _cmd_eval, "predict": _cmd_predict}
     try:
         return handlers[args.command](args)
-    except (GraphBuildError, DatasetError, ValueError, ImportError, FileNotFoundError) as err:
+    except (GraphBuildError, DatasetError, ValueError, ImportError, FileNotFoundError,
+            RuntimeError) as err:
         print(f"ghn-pyg {args.command}: error: {err}", file=sys.stderr)
         return 2
 

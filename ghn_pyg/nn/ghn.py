@@ -138,27 +138,35 @@ class GHN(nn.Module):
         return params
 
     # ------------------------------------------------------------ checkpoints
+    def payload(self) -> dict[str, Any]:
+        """Config, vocabularies and weights as a dict (what :meth:`save` writes)."""
+        return {"format": _FORMAT, "version": _VERSION, "config": self.config,
+                "vocab": {"primitives": list(PRIMITIVES), "activations": list(ACTIVATIONS)},
+                "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()}}
+
     def save(self, path: str | os.PathLike) -> Path:
         """Write config, vocabularies and weights to ``path`` atomically."""
-        payload = {"format": _FORMAT, "version": _VERSION, "config": self.config,
-                   "vocab": {"primitives": list(PRIMITIVES), "activations": list(ACTIVATIONS)},
-                   "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()}}
         with atomic_path(path) as tmp:
-            torch.save(payload, tmp)
+            torch.save(self.payload(), tmp)
         return Path(path)
 
     @classmethod
     def load(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> "GHN":
-        """Rebuild a GHN from a checkpoint written by :meth:`save`.
+        """Rebuild a GHN from a file of :meth:`save` or a training checkpoint.
 
         Raises:
             CheckpointError: unreadable or corrupted file, another format, or weights
                 that do not match the stored config.
         """
-        payload = _read_checkpoint(path, map_location)
+        return cls.from_payload(_read_checkpoint(path, map_location), path).to(map_location)
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any], source: str | os.PathLike = "<payload>") -> "GHN":
+        """Rebuild a GHN from :meth:`payload`'s dict (``source`` names it in errors)."""
+        _check_payload(payload, source)
         ghn = cls(**payload["config"])
-        ghn._load_state(payload["state_dict"], path)
-        return ghn.to(map_location)
+        ghn._load_state(payload["state_dict"], source)
+        return ghn
 
     def load_weights(self, path: str | os.PathLike) -> "GHN":
         """Load a checkpoint's weights into this GHN, whose config must match.
@@ -168,6 +176,7 @@ class GHN(nn.Module):
                 differing fields).
         """
         payload = _read_checkpoint(path, self.device)
+        _check_payload(payload, path)
         theirs = payload["config"]
         diff = {k: (theirs.get(k), v) for k, v in self.config.items() if theirs.get(k) != v}
         if diff:
@@ -204,6 +213,7 @@ class GHN(nn.Module):
 
 
 def _read_checkpoint(path: str | os.PathLike, map_location: Any) -> dict[str, Any]:
+    """The GHN payload of a GHN file or of a training checkpoint (its ``"ghn"`` entry)."""
     if not Path(path).is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
@@ -211,13 +221,18 @@ def _read_checkpoint(path: str | os.PathLike, map_location: Any) -> dict[str, An
     except Exception as err:  # torch raises many types for broken files
         raise CheckpointError(f"{path}: corrupted or not a torch checkpoint "
                               f"({type(err).__name__}: {err})") from err
+    if isinstance(payload, dict) and payload.get("format") == "ghn_pyg.train":
+        payload = payload.get("ghn")
+    return payload
+
+
+def _check_payload(payload: Any, source: str | os.PathLike) -> None:
     if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
-        raise CheckpointError(f"{path}: not a ghn_pyg GHN checkpoint (no '{_FORMAT}' format tag)")
+        raise CheckpointError(f"{source}: not a ghn_pyg GHN checkpoint (no '{_FORMAT}' format tag)")
     for key in ("config", "state_dict", "vocab"):
         if key not in payload:
-            raise CheckpointError(f"{path}: incomplete GHN checkpoint, '{key}' is missing")
+            raise CheckpointError(f"{source}: incomplete GHN checkpoint, '{key}' is missing")
     saved_ops = payload["vocab"]["primitives"]
     if list(PRIMITIVES[:len(saved_ops)]) != list(saved_ops):
-        raise CheckpointError(f"{path}: the checkpoint's op vocabulary {saved_ops} differs from "
+        raise CheckpointError(f"{source}: the checkpoint's op vocabulary {saved_ops} differs from "
                               f"this installation's {PRIMITIVES}")
-    return payload

@@ -1,0 +1,214 @@
+"""``TrainConfig``: every setting of a GHN training run, loadable from JSON or YAML."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from ..data.images import IMAGE_DATASETS
+from ..quant.spec import VALID_BITS
+
+__all__ = ["TrainConfig", "load_config", "add_config_arguments", "config_from_args", "HELP"]
+
+
+@dataclass
+class TrainConfig:
+    """Settings of ``ghn-pyg train`` (each is also a ``--flag``).
+
+    Architecture data: ``graphs`` (root of an ArchGraphDataset), ``space``, ``split``,
+    ``num_archs`` (its size), ``graph_seed``. Images: ``data`` (fashion-mnist, cifar10,
+    synthetic), ``data_root``, ``batch_size``, ``augment``. GHN: ``hid``, ``gnn``, ``T``,
+    ``s_max``, ``max_shape``. Optimisation: ``meta_batch`` networks per step,
+    ``steps``, ``lr``, ``weight_decay``, ``optimizer`` (adam, adamw), ``schedule``
+    (cosine, step), ``warmup`` steps, ``grad_clip``. Quantization: ``bits`` drawn per
+    network and step (empty for float pretraining), ``mixed`` (per layer instead),
+    ``first_last_8bit``; ``init_ckpt`` starts from a float GHN. Run: ``out`` folder,
+    ``ckpt_every`` steps, ``seed``, ``device`` (auto, cpu, cuda), ``amp`` (CUDA only),
+    ``max_nan`` consecutive non-finite losses before aborting, ``log_every``;
+    ``workers`` builds the architecture dataset in that many processes if it is missing.
+    """
+
+    graphs: str = "graphs/efficient-fmnist"
+    space: str = "efficient"
+    split: str = "train"
+    num_archs: int = 100000
+    graph_seed: int = 0
+    in_shape: tuple[int, int, int] = (1, 28, 28)
+    num_classes: int = 10
+    data: str = "fashion-mnist"
+    data_root: str | None = None
+    batch_size: int = 64
+    augment: bool = False
+    hid: int = 32
+    gnn: str = "gatedgnn"
+    T: int = 1
+    s_max: int = 50
+    max_shape: tuple[int, int, int, int] = (64, 64, 11, 11)
+    meta_batch: int = 8
+    steps: int = 1000
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    optimizer: str = "adamw"
+    schedule: str = "cosine"
+    warmup: int = 50
+    grad_clip: float = 5.0
+    bits: tuple[int, ...] = ()
+    mixed: bool = False
+    first_last_8bit: bool = False
+    init_ckpt: str | None = None
+    out: str = "runs/ghn"
+    ckpt_every: int = 200
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = False
+    max_nan: int = 5
+    log_every: int = 10
+    workers: int = 0
+
+    def __post_init__(self) -> None:
+        self.in_shape = tuple(int(s) for s in self.in_shape)  # type: ignore[assignment]
+        self.max_shape = tuple(int(s) for s in self.max_shape)  # type: ignore[assignment]
+        self.bits = tuple(int(b) for b in self.bits)
+        self.validate()
+
+    def validate(self) -> None:
+        """Check settings before any long work starts.
+
+        Raises:
+            ValueError: naming the setting and the allowed values.
+        """
+        if self.data not in IMAGE_DATASETS:
+            raise ValueError(f"data: unknown image dataset {self.data!r}; use one of "
+                             f"{', '.join(IMAGE_DATASETS)}")
+        bad = [b for b in self.bits if b not in VALID_BITS or b == 32]
+        if bad:
+            raise ValueError(f"bits: {bad} not allowed; use 2..8 or 16 (empty for float training)")
+        choices = {"optimizer": ("adam", "adamw"), "schedule": ("cosine", "step"),
+                   "device": ("auto", "cpu", "cuda")}
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed and not (key == "device"
+                                                           and str(self.device).startswith("cuda:")):
+                raise ValueError(f"{key}: {getattr(self, key)!r} not one of {', '.join(allowed)}")
+        positive = ("batch_size", "meta_batch", "steps", "ckpt_every", "hid", "T", "s_max",
+                    "max_nan", "log_every", "num_archs")
+        for key in positive:
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if len(self.in_shape) != 3:
+            raise ValueError(f"in_shape must be (C, H, W), got {self.in_shape}")
+
+    @property
+    def quantized(self) -> bool:
+        """Whether this is GHN-QAT (bits drawn per step) rather than float training."""
+        return bool(self.bits)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable settings (tuples as lists)."""
+        return json.loads(json.dumps(asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        """Build from a dict, rejecting unknown keys by name."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown training settings: {', '.join(unknown)}")
+        return cls(**data)
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read settings from a ``.json`` or ``.yaml``/``.yml`` file.
+
+    Raises:
+        ValueError: unreadable file, YAML without PyYAML installed, or not a mapping.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ValueError(f"cannot read config {path}: {err}") from None
+    if path.suffix in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError:
+            raise ValueError(f"{path}: YAML configs need PyYAML (pip install pyyaml), or use JSON") from None
+        data = yaml.safe_load(text)
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path} is not valid JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold a mapping of settings")
+    return data
+
+
+#: ``--help`` text of every setting.
+HELP: dict[str, str] = {
+    "graphs": "root folder of the architecture-graph dataset (built if missing)",
+    "space": "architecture space of the dataset", "split": "architecture split to train on",
+    "num_archs": "number of training architectures", "graph_seed": "seed of the architectures",
+    "in_shape": "input C,H,W of the networks", "num_classes": "classifier size",
+    "data": f"image dataset: {', '.join(IMAGE_DATASETS)}", "data_root": "image data folder",
+    "batch_size": "images per step (shared by all networks of the step)",
+    "augment": "random crop and flip of training images",
+    "hid": "GHN node embedding size", "gnn": "GNN layer (gatedgnn, ggnn, gatv2, transformer, "
+    "gine or package.module:Class)", "T": "GNN rounds", "s_max": "virtual edge cutoff",
+    "max_shape": "weight decoder's out,in,kh,kw", "meta_batch": "networks per step (per rank)",
+    "steps": "training steps", "lr": "peak learning rate", "weight_decay": "weight decay",
+    "optimizer": "adam or adamw", "schedule": "cosine or step (x0.1 at 1/3 and 2/3)",
+    "warmup": "linear warm-up steps", "grad_clip": "gradient norm clip",
+    "bits": "GHN-QAT: bit-widths drawn per network and step, e.g. 8,4,2 (empty: float)",
+    "mixed": "draw bits per layer instead of per network",
+    "first_last_8bit": "keep first and last layers at 8 bits",
+    "init_ckpt": "start from this GHN (e.g. a float checkpoint for GHN-QAT)",
+    "out": "run folder: last.pt, metrics.csv, config.json",
+    "ckpt_every": "checkpoint every N steps", "seed": "seed of architectures, images and bits",
+    "device": "auto, cpu or cuda", "amp": "bfloat16 autocast on CUDA",
+    "max_nan": "abort after this many consecutive non-finite losses",
+    "log_every": "write metrics every N steps",
+    "workers": "processes that build the architecture dataset if missing",
+}
+
+
+def _int_tuple(text: str) -> tuple[int, ...]:
+    text = text.strip()
+    if text in ("", "none", "float"):
+        return ()
+    try:
+        return tuple(int(t) for t in text.replace("x", ",").split(",") if t.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One ``--flag`` per :class:`TrainConfig` field (default None: keep the config's)."""
+    for f in fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+        help_text = HELP.get(f.name, "")
+        if kind == "bool":
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                                help=help_text)
+        elif kind.startswith("tuple"):
+            parser.add_argument(flag, type=_int_tuple, default=None, metavar="A,B,...",
+                                help=help_text)
+        elif kind == "int":
+            parser.add_argument(flag, type=int, default=None, help=help_text)
+        elif kind == "float":
+            parser.add_argument(flag, type=float, default=None, help=help_text)
+        else:
+            parser.add_argument(flag, type=str, default=None, help=help_text)
+
+
+def config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = None) -> TrainConfig:
+    """Defaults, then ``base`` (a config file), then the flags that were given."""
+    settings = dict(base or {})
+    for f in fields(TrainConfig):
+        value = getattr(args, f.name, None)
+        if value is not None:
+            settings[f.name] = value
+    return TrainConfig.from_dict(settings)

@@ -1,0 +1,177 @@
+"""Evaluation: accuracy of GHN-predicted vs randomly initialised networks per bit-width."""
+
+from __future__ import annotations
+
+import csv
+import math
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+from tqdm.auto import tqdm
+
+from ..data.archgraph_dataset import ArchGraphDataset
+from ..fileio import atomic_path
+from ..inits import init_params
+from ..nn.ghn import GHN
+from ..quant.runner import QuantizedModel, quantize
+from ..quant.spec import QuantSpec, annotate
+from ..report import markdown_table
+
+__all__ = ["EvalRow", "evaluate_split", "summarize", "markdown_summary", "write_results",
+           "bits_label"]
+
+
+@dataclass
+class EvalRow:
+    """Top-1 accuracy of one architecture, method and bit-width."""
+
+    arch: str
+    method: str
+    bits: int
+    accuracy: float
+
+
+def bits_label(bits: int) -> str:
+    """``"FP32"`` or ``"W4A4"``."""
+    return "FP32" if bits >= 32 else f"W{bits}A{bits}"
+
+
+@torch.no_grad()
+def _accuracy(runner: QuantizedModel, params: dict[str, torch.Tensor], loader: DataLoader,
+              device: torch.device) -> float:
+    correct = total = 0
+    for images, labels in loader:
+        logits = runner(images.to(device), params)
+        correct += int((logits.argmax(1) == labels.to(device)).sum())
+        total += labels.numel()
+    return correct / total
+
+
+def evaluate_split(archs: ArchGraphDataset, images: Dataset, ghns: dict[str, GHN],
+                   bits: Sequence[int] = (32, 8, 4, 2),
+                   baselines: Sequence[str] = ("default", "he", "xavier"),
+                   max_archs: int | None = None, max_images: int | None = None,
+                   batch_size: int = 256, seed: int = 0, device: str | torch.device = "cpu",
+                   progress: bool = True) -> list[EvalRow]:
+    """Accuracy of every architecture of a split, per method and bit-width.
+
+    BN uses batch statistics for predicted and random parameters alike (GHN-2's
+    protocol). Each GHN predicts with the graph annotated at the evaluated bits;
+    random baselines draw the same parameters for every bit-width (seeded per
+    architecture).
+
+    Args:
+        archs: the architecture split.
+        images: the test images.
+        ghns: GHNs by method name, e.g. ``{"GHN": ghn, "GHN-QAT": ghn_qat}``.
+        bits: bit-widths (weights and activations alike; 32 is float).
+        baselines: initializer names (:mod:`ghn_pyg.inits`).
+        max_archs: evaluate the first N architectures only.
+        max_images: evaluate the first N images only.
+        batch_size: images per forward pass.
+        seed: seed of the random baselines.
+        device: where to run.
+        progress: show a progress bar.
+
+    Returns:
+        One :class:`EvalRow` per architecture, method and bit-width.
+    """
+    device = torch.device(device)
+    if max_images is not None:
+        images = Subset(images, range(min(max_images, len(images))))
+    loader = DataLoader(images, batch_size=batch_size)
+    n = len(archs) if max_archs is None else min(max_archs, len(archs))
+    for ghn in ghns.values():
+        ghn.to(device).eval()
+    rows: list[EvalRow] = []
+    for i in tqdm(range(n), desc="evaluating architectures", disable=not progress):
+        graph = archs[i]
+        module = archs.build_module(i).to(device)
+        runner = quantize(module, None, (1, *archs.in_shape), bn="batch")
+        random_params = {name: init_params(name, module, seed + i) for name in baselines}
+        for b in bits:
+            annotated = annotate(graph, QuantSpec.uniform(b))
+            runner.set_bits(annotated)
+            for method, ghn in ghns.items():
+                params = ghn(annotated.to(device))[0]
+                rows.append(EvalRow(graph.name, method, b, _accuracy(runner, params, loader, device)))
+            for name, params in random_params.items():
+                rows.append(EvalRow(graph.name, name, b, _accuracy(runner, params, loader, device)))
+    return rows
+
+
+def summarize(rows: Sequence[EvalRow]) -> dict[tuple[str, int], tuple[float, float, int]]:
+    """``{(method, bits): (mean, standard error, count)}`` over architectures."""
+    groups: dict[tuple[str, int], list[float]] = {}
+    for row in rows:
+        groups.setdefault((row.method, row.bits), []).append(row.accuracy)
+    out = {}
+    for key, values in groups.items():
+        se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0
+        out[key] = (statistics.fmean(values), se, len(values))
+    return out
+
+
+def markdown_summary(rows: Sequence[EvalRow]) -> str:
+    """A table of mean +- standard error (in %), methods as rows, bit-widths as columns."""
+    summary = summarize(rows)
+    methods = list(dict.fromkeys(r.method for r in rows))
+    bits = sorted({r.bits for r in rows}, reverse=True)
+    table = [[m] + [f"{100 * summary[m, b][0]:.1f} ± {100 * summary[m, b][1]:.1f}" for b in bits]
+             for m in methods]
+    return markdown_table(["method"] + [bits_label(b) for b in bits], table)
+
+
+def write_results(rows: Sequence[EvalRow], folder: str | Path, title: str = "") -> dict[str, Path]:
+    """Write ``results.csv``, ``summary.md`` and ``accuracy_vs_bits.png`` (if matplotlib).
+
+    Returns:
+        The paths written, by kind.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {"csv": folder / "results.csv", "markdown": folder / "summary.md"}
+    with atomic_path(paths["csv"]) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["arch", "method", "bits", "accuracy"])
+        writer.writerows([r.arch, r.method, r.bits, f"{r.accuracy:.5f}"] for r in rows)
+    with atomic_path(paths["markdown"]) as tmp:
+        tmp.write_text((f"{title}\n\n" if title else "") + markdown_summary(rows) + "\n")
+    plot = _plot(rows, folder / "accuracy_vs_bits.png", title)
+    if plot is not None:
+        paths["plot"] = plot
+    return paths
+
+
+def _plot(rows: Sequence[EvalRow], path: Path, title: str) -> Path | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    summary = summarize(rows)
+    bits = sorted({r.bits for r in rows}, reverse=True)
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for method in dict.fromkeys(r.method for r in rows):
+        means = [100 * summary[method, b][0] for b in bits]
+        errors = [100 * summary[method, b][1] for b in bits]
+        ax.errorbar(range(len(bits)), means, yerr=errors, marker="o", capsize=3, label=method)
+    ax.set_xticks(range(len(bits)), [bits_label(b) for b in bits])
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_xlabel("bit-width")
+    ax.set_title(title or "accuracy vs bit-width", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=120)
+    finally:
+        plt.close(fig)
+    return path

@@ -1,0 +1,332 @@
+"""``Trainer``: float GHN pretraining and GHN-QAT finetuning, on one process or with DDP."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import random
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch_geometric.data import Batch
+from tqdm.auto import tqdm
+
+from ..data.archgraph_dataset import ArchGraphDataset
+from ..data.images import load_images
+from ..fileio import atomic_path
+from ..nn.ghn import GHN, CheckpointError
+from ..quant.runner import QuantizedModel, quantize
+from . import distributed
+from .config import TrainConfig
+from .sampling import ArchSampler, ImageBatcher, draw_bits
+
+__all__ = ["Trainer", "NonFiniteLossError", "TRAIN_FORMAT", "load_train_checkpoint"]
+
+TRAIN_FORMAT = "ghn_pyg.train"
+_RUNNER_CACHE = 128
+
+
+class NonFiniteLossError(RuntimeError):
+    """Too many consecutive steps had a NaN or infinite loss."""
+
+
+def load_train_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a training checkpoint written by :class:`Trainer`.
+
+    Raises:
+        CheckpointError: missing, corrupted or not a training checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such training checkpoint")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise CheckpointError(f"{path}: corrupted or not a torch checkpoint "
+                              f"({type(err).__name__}: {err})") from err
+    if not isinstance(payload, dict) or payload.get("format") != TRAIN_FORMAT:
+        raise CheckpointError(f"{path}: not a ghn_pyg training checkpoint")
+    return payload
+
+
+class Trainer:
+    """Trains a GHN on an architecture-graph dataset and an image dataset.
+
+    One step: ``meta_batch`` architectures and one shared image batch; the GHN predicts
+    all their parameters in one batched forward; each network runs fake-quantized at
+    the bits of its graph (float when ``config.bits`` is empty, else bits drawn per
+    network, or per layer with ``mixed``); the mean cross-entropy backpropagates into
+    the GHN; gradients are clipped and the optimizer steps.
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) the GHN is wrapped in DDP (gloo on CPU,
+    NCCL on CUDA); ranks draw disjoint architectures and image batches; only rank 0
+    writes checkpoints and logs.
+
+    Args:
+        config: the settings.
+        resume: continue from ``config.out/last.pt`` exactly where it stopped.
+
+    Raises:
+        ValueError: inconsistent settings (image size vs architecture input, ...).
+        CheckpointError: an unusable ``init_ckpt`` or resume checkpoint.
+    """
+
+    def __init__(self, config: TrainConfig, resume: bool = False) -> None:
+        self.config = cfg = config
+        self.rank, self.world = distributed.setup(cfg.device)
+        torch.manual_seed(cfg.seed)  # the same GHN initialisation on every rank
+        self.device = distributed.device_for(cfg.device, self.rank)
+        self.out = Path(cfg.out)
+        self.images = load_images(cfg.data, "train", cfg.data_root, seed=cfg.seed,
+                                  augment=cfg.augment, synthetic_shape=cfg.in_shape)
+        if tuple(self.images.shape) != tuple(cfg.in_shape):
+            raise ValueError(f"{cfg.data} images are {self.images.shape} but the architectures "
+                             f"are built for in_shape {tuple(cfg.in_shape)}; use a matching "
+                             "architecture dataset (in_shape) or image dataset")
+        if self.images.num_classes > cfg.num_classes:
+            raise ValueError(f"{cfg.data} has {self.images.num_classes} classes but the "
+                             f"architectures have {cfg.num_classes} outputs")
+        self.archs = self._open_archs()
+        self.ghn = GHN(hid=cfg.hid, gnn=cfg.gnn, T=cfg.T, s_max=cfg.s_max,
+                       max_shape=cfg.max_shape).to(self.device)
+        if cfg.init_ckpt:
+            self._check_init_ckpt(cfg.init_ckpt)
+            self.ghn.load_weights(cfg.init_ckpt)
+        self.model = distributed.wrap(self.ghn, self.device, self.world)
+        self.optimizer = self._make_optimizer()
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        self.scaler_enabled = cfg.amp and self.device.type == "cuda"
+        self.arch_sampler = ArchSampler(len(self.archs), cfg.meta_batch, cfg.seed, self.rank,
+                                        self.world)
+        self.image_batcher = ImageBatcher(self.images, cfg.batch_size, cfg.seed, self.rank,
+                                          self.world)
+        self.step = 0
+        self.nan_skips = 0
+        self._consecutive_nan = 0
+        self._runners: OrderedDict[int, QuantizedModel] = OrderedDict()
+        torch.manual_seed(cfg.seed + 1 + self.rank)  # augmentation differs across ranks
+        if resume:
+            self._resume()
+
+    # ------------------------------------------------------------ setup
+    def _open_archs(self) -> ArchGraphDataset:
+        cfg = self.config
+        kwargs = dict(space=cfg.space, split=cfg.split, size=cfg.num_archs, seed=cfg.graph_seed,
+                      in_shape=cfg.in_shape, num_classes=cfg.num_classes, s_max=cfg.s_max,
+                      workers=cfg.workers)
+        if self.rank == 0:
+            data = ArchGraphDataset(cfg.graphs, progress=True, **kwargs)
+        distributed.barrier(self.world)
+        return data if self.rank == 0 else ArchGraphDataset(cfg.graphs, progress=False, **kwargs)
+
+    def _check_init_ckpt(self, path: str) -> None:
+        """A training checkpoint to start from must share the space and input shape."""
+        try:
+            theirs = load_train_checkpoint(path)["config"]
+        except CheckpointError:
+            return  # a plain GHN file: load_weights checks its config
+        ours = self.config.to_dict()
+        diff = [f"{k}: checkpoint {theirs.get(k)!r}, now {ours[k]!r}"
+                for k in ("space", "in_shape", "num_classes") if theirs.get(k) != ours[k]]
+        if diff:
+            raise CheckpointError(f"{path}: trained on another architecture space or input "
+                                  f"({'; '.join(diff)})")
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        cfg = self.config
+        cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+        return cls(self.ghn.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    def _lr_factor(self, step: int) -> float:
+        cfg = self.config
+        if step < cfg.warmup:
+            return (step + 1) / cfg.warmup
+        progress = (step - cfg.warmup) / max(cfg.steps - cfg.warmup, 1)
+        if cfg.schedule == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+        return 0.1 ** int(progress * 3)  # step: x0.1 at 1/3 and 2/3 of training
+
+    # ------------------------------------------------------------ one step
+    def _runner(self, idx: int) -> QuantizedModel:
+        runner = self._runners.get(idx)
+        if runner is None:
+            module = self.archs.build_module(idx).to(self.device)
+            runner = quantize(module, None, (1, *self.config.in_shape), bn="batch")
+            self._runners[idx] = runner
+            if len(self._runners) > _RUNNER_CACHE:
+                self._runners.popitem(last=False)
+        else:
+            self._runners.move_to_end(idx)
+        return runner
+
+    def train_step(self) -> dict[str, Any]:
+        """Run step ``self.step`` and advance; returns its metrics."""
+        cfg = self.config
+        start = time.perf_counter()
+        indices = self.arch_sampler.indices(self.step)
+        rng = random.Random(cfg.seed * 1_000_003 + self.step * 997 + self.rank)
+        graphs = [draw_bits(self.archs[i], cfg.bits, rng, cfg.mixed, cfg.first_last_8bit)
+                  for i in indices]
+        images, labels = (t.to(self.device) for t in self.image_batcher.batch(self.step))
+        runners = [self._runner(i).set_bits(g) for i, g in zip(indices, graphs)]
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.scaler_enabled):
+            predicted = self.model(Batch.from_data_list(graphs).to(self.device))
+            logits = [runner(images, params) for runner, params in zip(runners, predicted)]
+            losses = torch.stack([F.cross_entropy(out.float(), labels) for out in logits])
+        loss = losses.mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        finite = distributed.all_finite(loss, self.world)
+        if finite:
+            loss.backward()
+            grad_norm = float(nn.utils.clip_grad_norm_(self.ghn.parameters(), cfg.grad_clip))
+            self.optimizer.step()
+            self.scheduler.step()
+            self._consecutive_nan = 0
+        else:
+            grad_norm = float("nan")
+            self.nan_skips += 1
+            self._consecutive_nan += 1
+            if self._consecutive_nan >= cfg.max_nan:
+                names = [g.name for g in graphs]
+                raise NonFiniteLossError(
+                    f"{self._consecutive_nan} consecutive steps had a non-finite loss (last at "
+                    f"step {self.step}, architectures {names}); lower the learning rate or check "
+                    "the data")
+        self.step += 1
+        with torch.no_grad():
+            accuracy = torch.stack([(out.argmax(1) == labels).float().mean() for out in logits])
+        seconds = time.perf_counter() - start
+        return {"step": self.step, "loss": loss.item(), "accuracy": accuracy.mean().item(),
+                "lr": self.scheduler.get_last_lr()[0], "grad_norm": grad_norm,
+                "nan_skips": self.nan_skips, "seconds": seconds,
+                "images_per_s": len(indices) * cfg.batch_size / seconds}
+
+    # ------------------------------------------------------------ the run
+    def train(self, until: int | None = None) -> dict[str, Any]:
+        """Train until ``config.steps``; checkpoint every ``ckpt_every`` steps and at the end.
+
+        Args:
+            until: stop (and checkpoint) after this step instead, e.g. to split a run.
+
+        Returns:
+            The last step's metrics, plus ``replicas_in_sync`` under DDP.
+        """
+        cfg = self.config
+        main = self.rank == 0
+        if main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            with atomic_path(self.out / "config.json") as tmp:
+                tmp.write_text(json.dumps(cfg.to_dict(), indent=1))
+        logger = _MetricsLog(self.out / "metrics.csv", enabled=main, resume=self.step > 0)
+        last = min(cfg.steps, until) if until is not None else cfg.steps
+        bar = tqdm(total=cfg.steps, initial=self.step, desc="GHN-QAT" if cfg.quantized else "GHN",
+                   unit="step", disable=not main)
+        metrics: dict[str, Any] = {}
+        try:
+            while self.step < last:
+                metrics = self.train_step()
+                bar.update(1)
+                bar.set_postfix(loss=f"{metrics['loss']:.3f}", acc=f"{metrics['accuracy']:.3f}",
+                                img_s=f"{metrics['images_per_s']:.0f}")
+                if self.step % cfg.log_every == 0 or self.step == last:
+                    logger.write(metrics)
+                if self.step % cfg.ckpt_every == 0 or self.step == last:
+                    self.save_checkpoint()
+        finally:
+            bar.close()
+            logger.close()
+        if self.world > 1:
+            metrics["replicas_in_sync"] = distributed.replicas_in_sync(self.ghn, self.world)
+        return metrics
+
+    # ------------------------------------------------------------ checkpoints
+    def checkpoint(self) -> dict[str, Any]:
+        """Everything needed to continue exactly: config, GHN, optimizer, scheduler,
+        RNG states and the step."""
+        rng = {"python": random.getstate(), "torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {"format": TRAIN_FORMAT, "version": 1, "config": self.config.to_dict(),
+                "ghn": self.ghn.payload(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "rng": rng, "step": self.step,
+                "nan_skips": self.nan_skips}
+
+    def save_checkpoint(self) -> Path | None:
+        """Write ``out/last.pt`` atomically (rank 0 only); returns its path."""
+        if self.rank != 0:
+            return None
+        state = self.checkpoint()
+        path = self.out / "last.pt"
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
+        return path
+
+    def _resume(self) -> None:
+        path = self.out / "last.pt"
+        state = load_train_checkpoint(path)
+        theirs = TrainConfig.from_dict(state["config"]).to_dict()
+        ours = self.config.to_dict()
+        fixed = ("graphs", "space", "split", "num_archs", "graph_seed", "in_shape", "num_classes",
+                 "data", "hid", "gnn", "T", "s_max", "max_shape", "meta_batch", "batch_size",
+                 "seed", "bits", "mixed", "first_last_8bit", "optimizer", "schedule")
+        diff = [f"{k}: checkpoint {theirs[k]!r}, now {ours[k]!r}" for k in fixed if theirs[k] != ours[k]]
+        if diff:
+            raise CheckpointError(f"{path}: cannot resume with other settings ({'; '.join(diff)})")
+        self.ghn._load_state(state["ghn"]["state_dict"], path)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        random.setstate(_as_python_state(state["rng"]["python"]))
+        torch.set_rng_state(state["rng"]["torch"])
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self.step, self.nan_skips = int(state["step"]), int(state["nan_skips"])
+
+
+def _as_python_state(state: Any) -> tuple:
+    version, internal, gauss = state
+    return version, tuple(internal), gauss
+
+
+class _MetricsLog:
+    """CSV metrics (and TensorBoard when installed), written by rank 0 only."""
+
+    def __init__(self, path: Path, enabled: bool, resume: bool) -> None:
+        self.enabled, self.path = enabled, path
+        self._file = self._writer = self._tb = None
+        if not enabled:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._append = resume and path.is_file()
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(str(path.parent / "tensorboard"))
+        except ImportError:
+            self._tb = None
+
+    def write(self, metrics: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        if self._writer is None:
+            self._file = open(self.path, "a" if self._append else "w", newline="")
+            self._writer = csv.DictWriter(self._file, fieldnames=list(metrics))
+            if not self._append:
+                self._writer.writeheader()
+        self._writer.writerow({k: metrics.get(k) for k in self._writer.fieldnames})
+        self._file.flush()
+        if self._tb is not None:
+            for key, value in metrics.items():
+                if key != "step" and isinstance(value, (int, float)):
+                    self._tb.add_scalar(key, value, metrics["step"])
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        if self._tb is not None:
+            self._tb.close()

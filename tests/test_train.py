@@ -1,0 +1,199 @@
+"""Training: steps, resume exactness, NaN handling, QAT bits, DDP, eval and predict."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from ghn_pyg.cli import main
+from ghn_pyg.data import ArchGraphDataset
+from ghn_pyg.nn import GHN, CheckpointError
+from ghn_pyg.train import NonFiniteLossError, TrainConfig, Trainer
+from ghn_pyg.train.sampling import ArchSampler, ImageBatcher, draw_bits
+
+from .test_images import fake_fmnist
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def graphs(tmp_path_factory):
+    """A small blocks-space dataset shared by the tests (built once)."""
+    root = tmp_path_factory.mktemp("graphs")
+    ArchGraphDataset(root, "blocks", "train", size=8, progress=False)
+    ArchGraphDataset(root, "blocks", "test", size=3, progress=False)
+    return root
+
+
+def config(graphs, out, **kwargs):
+    settings = dict(graphs=str(graphs), space="blocks", num_archs=8, data="synthetic",
+                    meta_batch=2, batch_size=16, steps=4, warmup=1, ckpt_every=2, log_every=1,
+                    out=str(out), seed=3)
+    settings.update(kwargs)
+    return TrainConfig(**settings)
+
+
+def ghn_state(trainer):
+    return {k: v.clone() for k, v in trainer.ghn.state_dict().items()}
+
+
+def test_resume_continues_exactly(graphs, tmp_path):
+    straight = Trainer(config(graphs, tmp_path / "a", steps=4, bits=(8, 4, 2), augment=True))
+    straight.train()
+    first = Trainer(config(graphs, tmp_path / "b", steps=4, bits=(8, 4, 2), augment=True))
+    first.train(until=2)  # as if the run had been killed after step 2
+    resumed = Trainer(config(graphs, tmp_path / "b", steps=4, bits=(8, 4, 2), augment=True),
+                      resume=True)
+    assert resumed.step == 2
+    resumed.train()
+    a, b = ghn_state(straight), ghn_state(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    rows = (tmp_path / "b" / "metrics.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows] == ["step", "1", "2", "3", "4"]
+    with pytest.raises(CheckpointError, match="cannot resume with other settings.*hid"):
+        Trainer(config(graphs, tmp_path / "b", hid=16), resume=True)
+    with pytest.raises(CheckpointError, match="no such training checkpoint"):
+        Trainer(config(graphs, tmp_path / "none"), resume=True)
+
+
+def test_training_lowers_the_loss(graphs, tmp_path):
+    trainer = Trainer(config(graphs, tmp_path, steps=40, lr=1e-3, warmup=5, meta_batch=4,
+                             batch_size=32, ckpt_every=100))
+    losses = [trainer.train_step()["loss"] for _ in range(40)]
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.1
+
+
+def test_non_finite_losses_are_skipped_then_abort(graphs, tmp_path, monkeypatch):
+    trainer = Trainer(config(graphs, tmp_path, max_nan=3))
+    original = trainer._runner
+
+    def poisoned(idx):
+        runner = original(idx)
+        return _NaNRunner(runner)
+
+    monkeypatch.setattr(trainer, "_runner", poisoned)
+    before = ghn_state(trainer)
+    for _ in range(2):
+        assert trainer.train_step()["nan_skips"] in (1, 2)
+    assert all(torch.equal(before[k], v) for k, v in trainer.ghn.state_dict().items())
+    with pytest.raises(NonFiniteLossError, match="3 consecutive steps.*architectures"):
+        trainer.train_step()
+
+
+class _NaNRunner:
+    def __init__(self, runner):
+        self.runner = runner
+
+    def set_bits(self, graph):
+        self.runner.set_bits(graph)
+        return self
+
+    def __call__(self, x, params):
+        return self.runner(x, params) * float("nan")
+
+
+def test_bits_are_drawn_per_network_or_layer(graphs):
+    graph = ArchGraphDataset(graphs, "blocks", "train", size=8, progress=False)[0]
+    quantizable = torch.tensor([op in ("conv", "dw_conv", "linear") for op in graph.op_names()])
+    whole = draw_bits(graph, (4, 2), random.Random(0))
+    assert len(set(whole.w_bits[quantizable].tolist())) == 1 and (whole.w_bits[~quantizable] == 32).all()
+    mixed = draw_bits(graph, (8, 4, 2), random.Random(1), mixed=True, first_last_8bit=True)
+    values = mixed.w_bits[quantizable].tolist()
+    assert values[0] == values[-1] == 8 and len(set(values[1:-1])) > 1
+    assert torch.equal(mixed.w_bits, mixed.a_bits) and (graph.w_bits == 32).all()
+    assert (draw_bits(graph, (), random.Random(0)).w_bits == 32).all()
+
+
+def test_samplers_are_step_functions_and_rank_disjoint():
+    a0, a1 = ArchSampler(10, 3, seed=0, rank=0, world=2), ArchSampler(10, 3, seed=0, rank=1, world=2)
+    assert a0.indices(4) == ArchSampler(10, 3, seed=0, rank=0, world=2).indices(4)
+    assert not set(a0.indices(0)) & set(a1.indices(0))
+    data = [(torch.full((1, 2, 2), float(i)), i) for i in range(20)]
+    b0, b1 = ImageBatcher(data, 4, 0, 0, 2), ImageBatcher(data, 4, 0, 1, 2)
+    assert not set(b0.batch(1)[1].tolist()) & set(b1.batch(1)[1].tolist())
+    assert torch.equal(b0.batch(3)[0], ImageBatcher(data, 4, 0, 0, 2).batch(3)[0])
+
+
+def test_bad_settings_fail_before_training(graphs, tmp_path):
+    with pytest.raises(ValueError, match="unknown image dataset 'imagenet'"):
+        config(graphs, tmp_path, data="imagenet")
+    with pytest.raises(ValueError, match=r"bits: \[32\] not allowed"):
+        config(graphs, tmp_path, bits=(4, 32))
+    with pytest.raises(ValueError, match="unknown training settings: colour"):
+        TrainConfig.from_dict({"colour": 1})
+    with pytest.raises(ValueError, match="optimizer: 'sgd' not one of adam, adamw"):
+        config(graphs, tmp_path, optimizer="sgd")
+    # Fashion-MNIST is 1x28x28; architectures for 3x32x32 inputs do not match it
+    fake_fmnist(tmp_path, 40)
+    with pytest.raises(ValueError, match=r"images are \(1, 28, 28\).*in_shape \(3, 32, 32\)"):
+        Trainer(config(graphs, tmp_path, data="fashion-mnist", data_root=str(tmp_path),
+                       batch_size=4, in_shape=(3, 32, 32)))
+    assert not (tmp_path / "metrics.csv").exists()
+
+
+def test_init_checkpoint_of_another_space_is_rejected(graphs, tmp_path):
+    first = Trainer(config(graphs, tmp_path / "a", steps=1))
+    first.train()
+    efficient = tmp_path / "efficient-graphs"
+    ArchGraphDataset(efficient, "efficient", "train", size=4, progress=False)
+    with pytest.raises(CheckpointError, match="another architecture space.*space: checkpoint 'blocks'"):
+        Trainer(config(efficient, tmp_path / "b", space="efficient", num_archs=4,
+                       init_ckpt=str(tmp_path / "a" / "last.pt")))
+    ghn = Trainer(config(graphs, tmp_path / "c", init_ckpt=str(tmp_path / "a" / "last.pt"))).ghn
+    assert all(torch.equal(v, first.ghn.state_dict()[k]) for k, v in ghn.state_dict().items())
+
+
+def test_cli_train_eval_predict(graphs, tmp_path, capsys):
+    out = tmp_path / "run"
+    cfg_file = tmp_path / "cfg.json"
+    cfg_file.write_text(json.dumps({"graphs": str(graphs), "space": "blocks", "num_archs": 8,
+                                    "data": "synthetic", "meta_batch": 2, "batch_size": 16,
+                                    "warmup": 1}))
+    assert main(["train", "--config", str(cfg_file), "--steps", "2", "--out", str(out)]) == 0
+    assert "finished: step=2" in capsys.readouterr().out
+    with pytest.warns(UserWarning, match=r"trained with bits \[32\]; evaluating \[4\]"):
+        assert main(["eval", "--ckpt", f"GHN={out / 'last.pt'}", "--size", "3", "--bits", "32,4",
+                     "--max-images", "64", "--baselines", "he", "--out", str(tmp_path / "eval")]) == 0
+    text = capsys.readouterr().out
+    assert "| GHN " in text and "| he " in text and "W4A4" in text
+    rows = (tmp_path / "eval" / "results.csv").read_text().splitlines()
+    assert len(rows) == 1 + 3 * 2 * 2
+    assert (tmp_path / "eval" / "accuracy_vs_bits.png").is_file()
+    params_file = tmp_path / "p.pt"
+    assert main(["predict", "--ckpt", str(out / "last.pt"), "--model", "torchvision:resnet18",
+                 "--bits", "4", "--out", str(params_file)]) == 0
+    params = torch.load(params_file, weights_only=True)
+    assert params["conv1.weight"].shape == (64, 1, 7, 7) and params["fc.weight"].shape == (10, 512)
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(ArchGraphDataset(graphs, "blocks", "test", size=3,
+                                                progress=False).spec(0)))
+    assert main(["predict", "--ckpt", str(out / "last.pt"), "--spec", str(spec),
+                 "--out", str(tmp_path / "q.pt")]) == 0
+    assert main(["predict", "--ckpt", str(tmp_path / "missing.pt"), "--spec", str(spec),
+                 "--out", str(tmp_path / "r.pt")]) == 2
+    assert main(["train", "--config", str(cfg_file), "--data", "mnist"]) == 2
+    assert GHN.load(out / "last.pt").config["hid"] == 32
+
+
+def test_torchrun_two_cpu_processes_stay_in_sync(graphs, tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+               "2", "-m", "ghn_pyg.train", "--graphs", str(graphs), "--space", "blocks",
+               "--num-archs", "8", "--data", "synthetic", "--meta-batch", "2", "--batch-size", "16",
+               "--steps", "3", "--warmup", "1", "--log-every", "1", "--device", "cpu",
+               "--out", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    finished = [line for line in result.stdout.splitlines() if line.startswith("finished")]
+    assert len(finished) == 1 and "replicas_in_sync=True" in finished[0]
+    loss = float(finished[0].split("loss=")[1].split(",")[0])
+    assert loss == loss and loss < 100
+    assert (out / "last.pt").is_file() and len((out / "metrics.csv").read_text().splitlines()) == 4
