@@ -100,6 +100,20 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", default="cpu")
     evaluate.add_argument("--out", default="results/eval", help="output folder")
 
+    demo = sub.add_parser(
+        "demo", help="the main job: shipped GHN and GHN-QAT vs random init on Fashion-MNIST",
+        description="Predict parameters with the shipped float GHN and GHN-QAT for unseen test "
+                    "architectures of the efficient space and for resnet18, mobilenet_v2 and "
+                    "efficientnet_b0 (1x28x28, 10 classes); evaluate on Fashion-MNIST test images "
+                    "at 32, 8, 4 and 2 bits against He-initialised networks.")
+    demo.add_argument("--archs", type=int, default=50, help="unseen efficient architectures")
+    demo.add_argument("--max-images", type=int, default=2000, help="test images per evaluation")
+    demo.add_argument("--data-root", default=None, help="Fashion-MNIST folder")
+    demo.add_argument("--torchvision", nargs="*", default=None, metavar="NAME",
+                      help="torchvision models to add (default resnet18 mobilenet_v2 "
+                           "efficientnet_b0)")
+    demo.add_argument("--out", default="results/demo", help="output folder")
+
     predict = sub.add_parser("predict", help="predict the parameters of one network",
                              description="Predict all parameters of a network with a GHN.")
     predict.add_argument("--ckpt", required=True, help="GHN or training checkpoint")
@@ -274,6 +288,38 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+DEMO_TORCHVISION = ("resnet18", "mobilenet_v2", "efficientnet_b0")
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .data import load_images, sample_specs
+    from .nn import GHN
+    from .spaces import TorchvisionSpace, get_space
+    from .train.evaluate import ModuleArchs, evaluate_split, markdown_summary, write_results
+
+    ghns = {"GHN (float)": GHN.from_pretrained("ghn-fmnist"),
+            "GHN-QAT": GHN.from_pretrained("ghn-qat-fmnist")}
+    images = load_images("fashion-mnist", "test", args.data_root)
+    space, zoo = get_space("efficient"), TorchvisionSpace()
+    specs = sample_specs(space, "test", args.archs, seed=0)
+    models = [(f"efficient-test-{i:02d}", space.build(spec, 1, 10)) for i, spec in enumerate(specs)]
+    names = DEMO_TORCHVISION if args.torchvision is None else tuple(args.torchvision)
+    models += [(name, zoo.build({"space": "torchvision", "name": name}, 1, 10)) for name in names]
+    archs = ModuleArchs(models, (1, 28, 28))
+    rows = evaluate_split(archs, images, ghns, (32, 8, 4, 2), ("he",), max_images=args.max_images)
+    unseen = [r for r in rows if r.arch.startswith("efficient-test")]
+    title = (f"{args.archs} unseen efficient test architectures, Fashion-MNIST "
+             f"({args.max_images} test images), top-1 % (mean ± standard error)")
+    paths = write_results(unseen, args.out, title)
+    print(title)
+    print(markdown_summary(unseen))
+    for name in names:
+        print(f"\n{name} (1x28x28, 10 classes), top-1 %")
+        print(markdown_summary([r for r in rows if r.arch == name]))
+    print("\nwrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
 def _cmd_make_dataset(args: argparse.Namespace) -> int:
     from .data import ArchGraphDataset
 
@@ -321,7 +367,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .errors import DatasetError, GraphBuildError
 
     handlers = {"graph": _cmd_graph, "zoo": _cmd_zoo, "make-dataset": _cmd_make_dataset,
-                "train": _cmd_train, "eval": _cmd_eval, "predict": _cmd_predict}
+                "train": _cmd_train, "eval": _cmd_eval, "predict": _cmd_predict, "demo": _cmd_demo}
     try:
         return handlers[args.command](args)
     except (GraphBuildError, DatasetError, ValueError, ImportError, FileNotFoundError,

@@ -197,3 +197,22 @@ def test_torchrun_two_cpu_processes_stay_in_sync(graphs, tmp_path):
     loss = float(finished[0].split("loss=")[1].split(",")[0])
     assert loss == loss and loss < 100
     assert (out / "last.pt").is_file() and len((out / "metrics.csv").read_text().splitlines()) == 4
+
+
+def test_demo_runs_with_shipped_checkpoints(tmp_path, monkeypatch, capsys):
+    import ghn_pyg.nn.ghn as ghn_module
+
+    torch.manual_seed(0)
+    for name in ("ghn-fmnist", "ghn-qat-fmnist"):
+        GHN(hid=8).save(tmp_path / f"{name}.pt")
+    monkeypatch.setattr(ghn_module, "PRETRAINED_DIR", tmp_path)
+    fake_fmnist(tmp_path, 40)
+    assert main(["demo", "--archs", "2", "--max-images", "16", "--data-root", str(tmp_path),
+                 "--torchvision", "resnet18", "--out", str(tmp_path / "demo")]) == 0
+    out = capsys.readouterr().out
+    assert "2 unseen efficient test architectures" in out
+    assert "| GHN (float) " in out and "| GHN-QAT " in out and "| he " in out and "W2A2" in out
+    assert "resnet18 (1x28x28, 10 classes)" in out
+    assert (tmp_path / "demo" / "summary.md").is_file()
+    rows = (tmp_path / "demo" / "results.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 * 4 * 3  # unseen archs x bits x methods

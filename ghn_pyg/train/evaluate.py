@@ -21,8 +21,36 @@ from ..quant.runner import QuantizedModel, quantize
 from ..quant.spec import QuantSpec, annotate
 from ..report import markdown_table
 
-__all__ = ["EvalRow", "evaluate_split", "summarize", "markdown_summary", "write_results",
-           "bits_label"]
+__all__ = ["EvalRow", "ModuleArchs", "evaluate_split", "summarize", "markdown_summary",
+           "write_results", "bits_label"]
+
+
+class ModuleArchs:
+    """Explicit networks, evaluable like an :class:`ArchGraphDataset`.
+
+    Args:
+        models: ``(name, module)`` pairs.
+        in_shape: their input (C, H, W).
+        s_max: virtual-edge cutoff of their graphs.
+    """
+
+    def __init__(self, models: Sequence[tuple[str, torch.nn.Module]],
+                 in_shape: Sequence[int], s_max: int = 50) -> None:
+        from ..graph.tracer import trace
+
+        self.in_shape = tuple(in_shape)
+        self.modules = [m for _, m in models]
+        self.graphs = [trace(m, (1, *self.in_shape), s_max=s_max, name=n) for n, m in models]
+
+    def __len__(self) -> int:
+        return len(self.graphs)
+
+    def __getitem__(self, i: int):
+        return self.graphs[i]
+
+    def build_module(self, i: int) -> torch.nn.Module:
+        """The ``i``-th network."""
+        return self.modules[i]
 
 
 @dataclass
@@ -51,7 +79,7 @@ def _accuracy(runner: QuantizedModel, params: dict[str, torch.Tensor], loader: D
     return correct / total
 
 
-def evaluate_split(archs: ArchGraphDataset, images: Dataset, ghns: dict[str, GHN],
+def evaluate_split(archs: ArchGraphDataset | ModuleArchs, images: Dataset, ghns: dict[str, GHN],
                    bits: Sequence[int] = (32, 8, 4, 2),
                    baselines: Sequence[str] = ("default", "he", "xavier"),
                    max_archs: int | None = None, max_images: int | None = None,
