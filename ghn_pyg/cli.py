@@ -93,6 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--bits", default="32,8,4,2", help="bit-widths (default 32,8,4,2)")
     evaluate.add_argument("--baselines", default="default,he,xavier",
                           help="random initializers to compare with (ghn_pyg.inits names)")
+    evaluate.add_argument("--sgd-epochs", type=int, default=0,
+                          help="also train each network with SGD for N epochs (reference)")
+    evaluate.add_argument("--max-train-images", type=int, default=None,
+                          help="training images for --sgd-epochs (default all)")
     evaluate.add_argument("--max-archs", type=int, default=None)
     evaluate.add_argument("--max-images", type=int, default=None)
     evaluate.add_argument("--batch-size", type=int, default=256)
@@ -243,8 +247,18 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         raise ValueError(f"test images are {images.shape}, architectures take {in_shape}")
     from .train.evaluate import evaluate_split
 
+    train_images = None
+    if args.sgd_epochs > 0:
+        from torch.utils.data import Subset
+
+        train_images = load_images(args.data or first.get("data", "fashion-mnist"), "train",
+                                   args.data_root or first.get("data_root"),
+                                   synthetic_shape=in_shape)
+        if args.max_train_images is not None:
+            train_images = Subset(train_images, range(min(args.max_train_images, len(train_images))))
     rows = evaluate_split(archs, images, ghns, bits, args.baselines.split(","), args.max_archs,
-                          args.max_images, args.batch_size, args.seed, args.device)
+                          args.max_images, args.batch_size, args.seed, args.device,
+                          sgd_epochs=args.sgd_epochs, train_images=train_images)
     title = f"{space}/{args.split}: {len({r.arch for r in rows})} architectures, top-1 (%)"
     paths = write_results(rows, args.out, title)
     print(title)

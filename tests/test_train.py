@@ -160,11 +160,12 @@ def test_cli_train_eval_predict(graphs, tmp_path, capsys):
     assert "finished: step=2" in capsys.readouterr().out
     with pytest.warns(UserWarning, match=r"trained with bits \[32\]; evaluating \[4\]"):
         assert main(["eval", "--ckpt", f"GHN={out / 'last.pt'}", "--size", "3", "--bits", "32,4",
-                     "--max-images", "64", "--baselines", "he", "--out", str(tmp_path / "eval")]) == 0
+                     "--max-images", "64", "--baselines", "he", "--sgd-epochs", "1",
+                     "--max-train-images", "256", "--out", str(tmp_path / "eval")]) == 0
     text = capsys.readouterr().out
-    assert "| GHN " in text and "| he " in text and "W4A4" in text
+    assert "| GHN " in text and "| he " in text and "| SGD 1 ep " in text and "W4A4" in text
     rows = (tmp_path / "eval" / "results.csv").read_text().splitlines()
-    assert len(rows) == 1 + 3 * 2 * 2
+    assert len(rows) == 1 + 3 * 2 * 3
     assert (tmp_path / "eval" / "accuracy_vs_bits.png").is_file()
     params_file = tmp_path / "p.pt"
     assert main(["predict", "--ckpt", str(out / "last.pt"), "--model", "torchvision:resnet18",

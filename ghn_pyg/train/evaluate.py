@@ -21,7 +21,7 @@ from ..quant.runner import QuantizedModel, quantize
 from ..quant.spec import QuantSpec, annotate
 from ..report import markdown_table
 
-__all__ = ["EvalRow", "ModuleArchs", "evaluate_split", "summarize", "markdown_summary",
+__all__ = ["EvalRow", "ModuleArchs", "evaluate_split", "sgd_train", "summarize", "markdown_summary",
            "write_results", "bits_label"]
 
 
@@ -69,7 +69,7 @@ def bits_label(bits: int) -> str:
 
 
 @torch.no_grad()
-def _accuracy(runner: QuantizedModel, params: dict[str, torch.Tensor], loader: DataLoader,
+def _accuracy(runner: QuantizedModel, params: dict[str, torch.Tensor] | None, loader: DataLoader,
               device: torch.device) -> float:
     correct = total = 0
     for images, labels in loader:
@@ -79,12 +79,51 @@ def _accuracy(runner: QuantizedModel, params: dict[str, torch.Tensor], loader: D
     return correct / total
 
 
+def sgd_train(module: torch.nn.Module, images: Dataset, epochs: int, batch_size: int = 128,
+              lr: float = 0.05, seed: int = 0,
+              device: str | torch.device = "cpu") -> torch.nn.Module:
+    """A copy of ``module`` trained with SGD (momentum 0.9, weight decay 5e-4, cosine).
+
+    Args:
+        module: the network (not modified).
+        images: ``(image, label)`` training items.
+        epochs: passes over ``images``.
+        batch_size, lr: the usual.
+        seed: seed of the initialisation and the shuffling.
+        device: where to train.
+
+    Returns:
+        The trained copy, in eval mode (BN with running statistics).
+    """
+    import copy
+
+    device = torch.device(device)
+    torch.manual_seed(seed)
+    model = copy.deepcopy(module).to(device)
+    for sub in model.modules():
+        if hasattr(sub, "reset_parameters") and sub is not model:
+            sub.reset_parameters()
+    loader = DataLoader(images, batch_size=batch_size, shuffle=True, drop_last=True,
+                        generator=torch.Generator().manual_seed(seed))
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(epochs * len(loader), 1))
+    model.train()
+    for _ in range(epochs):
+        for x, y in loader:
+            optimizer.zero_grad(set_to_none=True)
+            torch.nn.functional.cross_entropy(model(x.to(device)), y.to(device)).backward()
+            optimizer.step()
+            schedule.step()
+    return model.eval()
+
+
 def evaluate_split(archs: ArchGraphDataset | ModuleArchs, images: Dataset, ghns: dict[str, GHN],
                    bits: Sequence[int] = (32, 8, 4, 2),
                    baselines: Sequence[str] = ("default", "he", "xavier"),
                    max_archs: int | None = None, max_images: int | None = None,
                    batch_size: int = 256, seed: int = 0, device: str | torch.device = "cpu",
-                   progress: bool = True) -> list[EvalRow]:
+                   progress: bool = True, sgd_epochs: int = 0,
+                   train_images: Dataset | None = None) -> list[EvalRow]:
     """Accuracy of every architecture of a split, per method and bit-width.
 
     BN uses batch statistics for predicted and random parameters alike (GHN-2's
@@ -104,6 +143,10 @@ def evaluate_split(archs: ArchGraphDataset | ModuleArchs, images: Dataset, ghns:
         seed: seed of the random baselines.
         device: where to run.
         progress: show a progress bar.
+        sgd_epochs: also train each network with SGD for this many epochs on
+            ``train_images`` (method ``"SGD N ep"``), then quantize it post-training
+            (running BN statistics, min/max calibration on 4 training batches).
+        train_images: the training images for ``sgd_epochs``.
 
     Returns:
         One :class:`EvalRow` per architecture, method and bit-width.
@@ -129,6 +172,27 @@ def evaluate_split(archs: ArchGraphDataset | ModuleArchs, images: Dataset, ghns:
                 rows.append(EvalRow(graph.name, method, b, _accuracy(runner, params, loader, device)))
             for name, params in random_params.items():
                 rows.append(EvalRow(graph.name, name, b, _accuracy(runner, params, loader, device)))
+        if sgd_epochs > 0:
+            rows += _sgd_rows(graph, module, archs.in_shape, train_images, sgd_epochs, bits,
+                              loader, seed + i, device)
+    return rows
+
+
+def _sgd_rows(graph, module: torch.nn.Module, in_shape: Sequence[int],
+              train_images: Dataset | None, epochs: int, bits: Sequence[int],
+              loader: DataLoader, seed: int, device: torch.device) -> list[EvalRow]:
+    if train_images is None:
+        raise ValueError("sgd_epochs needs train_images")
+    trained = sgd_train(module, train_images, epochs, seed=seed, device=device)
+    runner = quantize(trained, None, (1, *in_shape), bn="running")
+    calibration = DataLoader(train_images, batch_size=256)
+    rows = []
+    for b in bits:
+        runner.set_bits(annotate(runner.graph, QuantSpec.uniform(b))).reset_calibration()
+        if b < 32:
+            runner.calibrate(calibration, num_batches=4)
+        rows.append(EvalRow(graph.name, f"SGD {epochs} ep", b,
+                            _accuracy(runner, None, loader, device)))
     return rows
 
 
