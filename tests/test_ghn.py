@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch_geometric.data import Batch
 
-from ghn_pyg import GHN, GraphBuildError, QuantSpec, annotate, trace
+from ghn_pyg import GHN, GraphBuildError, QuantSpec, annotate
 from ghn_pyg.nn import CheckpointError, decoder as decoder_module
 from ghn_pyg.nn.decoder import fit_to_shape
 from ghn_pyg.nn.encoder import CHANNEL_BINS, nearest_bin

@@ -1,0 +1,97 @@
+"""Commands about graphs and datasets: ``graph``, ``zoo``, ``make-dataset``."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+__all__ = ["cmd_graph", "cmd_zoo", "cmd_make_dataset"]
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    from ..graph.draw import draw
+    from ..graph.tracer import trace
+    from ..quant.spec import QuantSpec
+    from ..spaces import resolve_model, zoo_input_shape
+
+    model = resolve_model(args.model, num_classes=args.num_classes)
+    name = args.model.partition(":")[2]
+    shape = args.input_shape or zoo_input_shape(name)
+    spec = QuantSpec(w_bits=args.w_bits, a_bits=args.a_bits,
+                     first_last_8bit=args.first_last_8bit)
+    graph = trace(model, shape, spec=spec, name=name, arch=args.model)
+    path = draw(graph, args.out)
+    print(f"{name}: {graph.num_nodes} nodes, {graph.edge_index.shape[1]} edges, "
+          f"{int(graph.level_fw.max()) + 1} levels -> {path}")
+    return 0
+
+
+def cmd_zoo(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..graph.ops import QUANTIZABLE_OPS
+    from ..graph.tracer import trace
+    from ..report import markdown_table
+    from ..spaces import ZOO, build_torchvision, zoo_input_shape
+
+    rows = []
+    for name in tqdm(args.models or ZOO, desc="tracing the torchvision zoo", unit="model"):
+        model = build_torchvision(name)
+        shape = zoo_input_shape(name, args.size)
+        start = time.perf_counter()
+        graph = trace(model, shape, s_max=args.s_max, name=name, arch=f"torchvision:{name}")
+        ms = (time.perf_counter() - start) * 1e3
+        mapped = sum(len(p) for p in graph.param_names)
+        layers = sum(op in QUANTIZABLE_OPS for op in graph.op_names())
+        rows.append((name, f"{shape[2]}x{shape[3]}", graph.num_nodes, graph.edge_index.shape[1],
+                     int(graph.level_fw.max()) + 1, graph.dist.numel(), layers,
+                     f"{mapped}/{len(list(model.parameters()))}", f"{ms:.0f}"))
+    header = ("model", "input", "nodes", "edges", "levels", "virtual", "conv+fc",
+              "params mapped", "trace ms")
+    print(markdown_table(header, rows))
+    return 0
+
+
+def _dataset_jobs(args: argparse.Namespace) -> list[dict]:
+    """The (split, settings) jobs of make-dataset from the recipe and the options."""
+    import json
+    from pathlib import Path
+
+    recipe: dict = {}
+    if args.recipe:
+        try:
+            recipe = json.loads(Path(args.recipe).read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ValueError(f"cannot read recipe {args.recipe}: {err}") from None
+    base = {"space": recipe.get("space", "efficient"), "root": recipe.get("root"),
+            "seed": recipe.get("seed", 0), "in_shape": tuple(recipe.get("in_shape", (1, 28, 28))),
+            "num_classes": recipe.get("num_classes", 10),
+            "shard_size": recipe.get("shard_size", 1000)}
+    for key in ("space", "root", "seed", "num_classes", "shard_size"):
+        if getattr(args, key) is not None:
+            base[key] = getattr(args, key)
+    if args.in_shape is not None:
+        base["in_shape"] = args.in_shape
+    if base["root"] is None:
+        raise ValueError("give --root (or a recipe with a root)")
+    splits = dict(recipe.get("splits", {}))
+    if args.split:
+        size = args.size if args.size is not None else splits.get(args.split)
+        if size is None:
+            raise ValueError(f"give --size for split {args.split!r}")
+        splits = {args.split: size}
+    if not splits:
+        raise ValueError("give --split and --size, or a recipe with splits")
+    return [{**base, "split": split, "size": size} for split, size in splits.items()]
+
+
+def cmd_make_dataset(args: argparse.Namespace) -> int:
+    from ..data import ArchGraphDataset
+
+    for job in _dataset_jobs(args):
+        start = time.perf_counter()
+        data = ArchGraphDataset(workers=args.workers, **job)
+        seconds = time.perf_counter() - start
+        print(f"{job['space']}/{job['split']}: {len(data)} graphs in {data.processed_dir} "
+              f"({data.bytes_per_graph() / 1024:.1f} KB per graph, {seconds:.1f} s)")
+    return 0

@@ -1,0 +1,156 @@
+"""Commands about GHNs: ``train``, ``eval``, ``predict``, ``demo``."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["cmd_train", "cmd_eval", "cmd_predict", "cmd_demo", "DEMO_TORCHVISION"]
+
+DEMO_TORCHVISION = ("resnet18", "mobilenet_v2", "efficientnet_b0")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ..train import Trainer, load_config
+    from ..train.config import config_from_args
+    from ..train.distributed import teardown
+
+    config = config_from_args(args, load_config(args.config) if args.config else None)
+    try:
+        trainer = Trainer(config, resume=args.resume)
+        metrics = trainer.train()
+    finally:
+        teardown()
+    if trainer.rank == 0:
+        print("finished: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                       for k, v in metrics.items()))
+    return 0
+
+
+def _checkpoint_settings(path: str) -> dict:
+    """The training settings stored in a training checkpoint ({} for a plain GHN file)."""
+    from ..nn.ghn import CheckpointError
+    from ..train import load_train_checkpoint
+
+    try:
+        return load_train_checkpoint(path)["config"]
+    except CheckpointError:
+        return {}
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import warnings as _warnings
+
+    from ..data import ArchGraphDataset, load_images
+    from ..nn import GHN
+    from ..train.evaluate import markdown_summary, write_results
+
+    ghns, trained = {}, {}
+    for i, item in enumerate(args.ckpt):
+        name, sep, path = item.partition("=")
+        if not sep:
+            name, path = ("GHN" if len(args.ckpt) == 1 else f"GHN{i + 1}"), item
+        ghns[name] = GHN.load(path)
+        trained[name] = _checkpoint_settings(path)
+    first = next(iter(trained.values()))
+    bits = [int(b) for b in args.bits.split(",")]
+    for name, settings in trained.items():
+        seen = set(settings.get("bits") or []) | {32}
+        if settings and not set(bits) <= seen:
+            _warnings.warn(f"{name} was trained with bits {sorted(seen)}; evaluating "
+                           f"{sorted(set(bits) - seen)} is out of its training distribution")
+    in_shape = tuple(args.in_shape or first.get("in_shape", (1, 28, 28)))
+    space = args.space or first.get("space", "efficient")
+    if first and space != first.get("space"):
+        _warnings.warn(f"evaluating on space {space!r}; the GHN was trained on {first.get('space')!r}")
+    archs = ArchGraphDataset(args.graphs or first.get("graphs", "graphs/efficient-fmnist"),
+                             space, args.split, args.size,
+                             args.graph_seed if args.graph_seed is not None else first.get("graph_seed", 0),
+                             in_shape, args.num_classes or first.get("num_classes", 10))
+    images = load_images(args.data or first.get("data", "fashion-mnist"), "test",
+                         args.data_root or first.get("data_root"), synthetic_shape=in_shape)
+    if tuple(images.shape) != in_shape:
+        raise ValueError(f"test images are {images.shape}, architectures take {in_shape}")
+    from ..train.evaluate import evaluate_split
+
+    train_images = None
+    if args.sgd_epochs > 0:
+        from torch.utils.data import Subset
+
+        train_images = load_images(args.data or first.get("data", "fashion-mnist"), "train",
+                                   args.data_root or first.get("data_root"),
+                                   synthetic_shape=in_shape)
+        if args.max_train_images is not None:
+            train_images = Subset(train_images, range(min(args.max_train_images, len(train_images))))
+    rows = evaluate_split(archs, images, ghns, bits, args.baselines.split(","), args.max_archs,
+                          args.max_images, args.batch_size, args.seed, args.device,
+                          sgd_epochs=args.sgd_epochs, train_images=train_images)
+    title = f"{space}/{args.split}: {len({r.arch for r in rows})} architectures, top-1 (%)"
+    paths = write_results(rows, args.out, title)
+    print(title)
+    print(markdown_summary(rows))
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    import torch
+
+    from ..fileio import atomic_path
+    from ..nn import GHN
+    from ..quant import QuantSpec
+    from ..spaces import adapt_input_channels, get_space, resolve_model
+
+    settings = _checkpoint_settings(args.ckpt)
+    ghn = GHN.load(args.ckpt)
+    in_shape = tuple(settings.get("in_shape", (3, 32, 32)))
+    shape = args.input_shape or (1, *in_shape)
+    classes = args.num_classes or settings.get("num_classes", 10)
+    if args.spec:
+        try:
+            spec = json.loads(Path(args.spec).read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ValueError(f"cannot read spec {args.spec}: {err}") from None
+        model = get_space(spec.get("space", "")).build(spec, shape[1], classes)
+    else:
+        model = resolve_model(args.model, num_classes=classes)
+        if args.model.startswith("torchvision:") and args.input_shape is None:
+            model = adapt_input_channels(model, shape[1])
+    spec_bits = QuantSpec.uniform(args.bits, first_last_8bit=args.first_last_8bit)
+    params = ghn.predict(model, shape, spec_bits)
+    with atomic_path(args.out) as tmp:
+        torch.save(params, tmp)
+    total = sum(p.numel() for p in params.values())
+    print(f"predicted {len(params)} tensors ({total} parameters) at {args.bits} bits -> {args.out}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ..data import load_images, sample_specs
+    from ..nn import GHN
+    from ..spaces import TorchvisionSpace, get_space
+    from ..train.evaluate import ModuleArchs, evaluate_split, markdown_summary, write_results
+
+    ghns = {"GHN (float)": GHN.from_pretrained("ghn-fmnist"),
+            "GHN-QAT": GHN.from_pretrained("ghn-qat-fmnist")}
+    images = load_images("fashion-mnist", "test", args.data_root)
+    space, zoo = get_space("efficient"), TorchvisionSpace()
+    specs = sample_specs(space, "test", args.archs, seed=0)
+    models = [(f"efficient-test-{i:02d}", space.build(spec, 1, 10)) for i, spec in enumerate(specs)]
+    names = DEMO_TORCHVISION if args.torchvision is None else tuple(args.torchvision)
+    models += [(name, zoo.build({"space": "torchvision", "name": name}, 1, 10)) for name in names]
+    archs = ModuleArchs(models, (1, 28, 28))
+    rows = evaluate_split(archs, images, ghns, (32, 8, 4, 2), ("he",), max_images=args.max_images)
+    unseen = [r for r in rows if r.arch.startswith("efficient-test")]
+    title = (f"{args.archs} unseen efficient test architectures, Fashion-MNIST "
+             f"({args.max_images} test images), top-1 % (mean ± standard error)")
+    paths = write_results(unseen, args.out, title)
+    print(title)
+    print(markdown_summary(unseen))
+    for name in names:
+        print(f"\n{name} (1x28x28, 10 classes), top-1 %")
+        print(markdown_summary([r for r in rows if r.arch == name]))
+    print("\nwrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
