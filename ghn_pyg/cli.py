@@ -117,6 +117,20 @@ def build_parser() -> argparse.ArgumentParser:
                            "efficientnet_b0)")
     demo.add_argument("--out", default="results/demo", help="output folder")
 
+    study = sub.add_parser(
+        "init-study", help="initializers vs quantization robustness across block families",
+        description="For each block family x initializer x seed: initialise, train in float on "
+                    "Fashion-MNIST, then quantize post-training (W8A8, W4A4, W2A2, W8 weights "
+                    "only). Resumable: finished runs in OUT/runs.csv are skipped.")
+    study.add_argument("--preset", choices=("smoke", "full"), default="smoke")
+    study.add_argument("--families", nargs="+", default=None, help="override the preset's")
+    study.add_argument("--inits", nargs="+", default=None, help="override the preset's")
+    study.add_argument("--seeds", type=int, default=None)
+    study.add_argument("--epochs", type=int, default=None)
+    study.add_argument("--data", default="fashion-mnist", help="fashion-mnist or synthetic")
+    study.add_argument("--data-root", default=None)
+    study.add_argument("--out", default="results/init-study")
+
     predict = sub.add_parser("predict", help="predict the parameters of one network",
                              description="Predict all parameters of a network with a GHN.")
     predict.add_argument("--ckpt", required=True, help="GHN or training checkpoint")
@@ -141,10 +155,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .errors import DatasetError, GraphBuildError
 
     from .commands.graphs import cmd_graph, cmd_make_dataset, cmd_zoo
+    from .commands.study import cmd_init_study
     from .commands.training import cmd_demo, cmd_eval, cmd_predict, cmd_train
 
     handlers = {"graph": cmd_graph, "zoo": cmd_zoo, "make-dataset": cmd_make_dataset,
-                "train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "demo": cmd_demo}
+                "train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "demo": cmd_demo,
+                "init-study": cmd_init_study}
     try:
         return handlers[args.command](args)
     except (GraphBuildError, DatasetError, ValueError, ImportError, FileNotFoundError,

@@ -21,7 +21,7 @@ from ..quant.runner import QuantizedModel, quantize
 from ..quant.spec import QuantSpec, annotate
 from ..report import markdown_table
 
-__all__ = ["EvalRow", "ModuleArchs", "evaluate_split", "sgd_train", "summarize", "markdown_summary",
+__all__ = ["EvalRow", "ModuleArchs", "evaluate_split", "sgd_train", "regression_accuracy", "summarize", "markdown_summary",
            "write_results", "bits_label"]
 
 
@@ -80,12 +80,14 @@ def _accuracy(runner: QuantizedModel, params: dict[str, torch.Tensor] | None, lo
 
 
 def sgd_train(module: torch.nn.Module, images: Dataset, epochs: int, batch_size: int = 128,
-              lr: float = 0.05, seed: int = 0,
-              device: str | torch.device = "cpu") -> torch.nn.Module:
+              lr: float = 0.05, seed: int = 0, device: str | torch.device = "cpu",
+              reinit: bool = True) -> torch.nn.Module:
     """A copy of ``module`` trained with SGD (momentum 0.9, weight decay 5e-4, cosine).
 
     Args:
         module: the network (not modified).
+        reinit: start from PyTorch's default initialisation (seeded) instead of the
+            module's current parameters.
         images: ``(image, label)`` training items.
         epochs: passes over ``images``.
         batch_size, lr: the usual.
@@ -100,7 +102,7 @@ def sgd_train(module: torch.nn.Module, images: Dataset, epochs: int, batch_size:
     device = torch.device(device)
     torch.manual_seed(seed)
     model = copy.deepcopy(module).to(device)
-    for sub in model.modules():
+    for sub in model.modules() if reinit else ():
         if hasattr(sub, "reset_parameters") and sub is not model:
             sub.reset_parameters()
     loader = DataLoader(images, batch_size=batch_size, shuffle=True, drop_last=True,
@@ -267,3 +269,19 @@ def _plot(rows: Sequence[EvalRow], path: Path, title: str) -> Path | None:
     finally:
         plt.close(fig)
     return path
+
+
+def regression_accuracy(ghn: GHN, images: Dataset, bits: int, archs: int = 5, seed: int = 0,
+                        max_images: int = 1000, batch_size: int = 250) -> float:
+    """Mean top-1 of ``ghn``'s predictions for ``archs`` fixed unseen test architectures
+    of the efficient space, on the first ``max_images`` images (deterministic)."""
+    from ..data.archgraph_dataset import sample_specs
+    from ..spaces import get_space
+
+    space = get_space("efficient")
+    specs = sample_specs(space, "test", archs, seed)
+    shape = tuple(images[0][0].shape)
+    models = [(f"efficient-test-{i:02d}", space.build(s, shape[0], 10)) for i, s in enumerate(specs)]
+    rows = evaluate_split(ModuleArchs(models, shape), images, {"GHN": ghn}, (bits,), (),
+                          max_images=max_images, batch_size=batch_size, progress=False)
+    return statistics.fmean(r.accuracy for r in rows)

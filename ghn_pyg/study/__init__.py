@@ -1,0 +1,1 @@
+"""Studies built on the library: the weight-initialization study."""

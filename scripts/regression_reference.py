@@ -1,0 +1,42 @@
+"""Measure the shipped GHNs' reference accuracies for the regression test.
+
+For each checkpoint in ``ghn_pyg/checkpoints/``: the mean top-1 of its predictions for
+5 fixed unseen test architectures of the efficient space (seed 0) on the first 1000
+Fashion-MNIST test images (BN on batch statistics, batches of 250), at 32 and 4 bits.
+Writes ``ghn_pyg/checkpoints/regression.json``, which ``tests/test_pretrained.py``
+checks against (minus a margin).
+
+    python scripts/regression_reference.py
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", category=FutureWarning)
+
+from ghn_pyg.data import load_images  # noqa: E402
+from ghn_pyg.fileio import atomic_path  # noqa: E402
+from ghn_pyg.nn import GHN  # noqa: E402
+from ghn_pyg.nn.ghn import PRETRAINED_DIR  # noqa: E402
+from ghn_pyg.train.evaluate import regression_accuracy  # noqa: E402
+
+CHECKPOINTS = ("ghn-fmnist", "ghn-qat-fmnist")
+BITS = (32, 4)
+
+
+def main() -> None:
+    images = load_images("fashion-mnist", "test")
+    reference = {"archs": 5, "seed": 0, "images": 1000, "batch_size": 250, "margin": 0.02,
+                 "accuracy": {}}
+    for name in CHECKPOINTS:
+        ghn = GHN.from_pretrained(name)
+        reference["accuracy"][name] = {str(b): regression_accuracy(ghn, images, b) for b in BITS}
+        print(name, reference["accuracy"][name])
+    with atomic_path(PRETRAINED_DIR / "regression.json") as tmp:
+        tmp.write_text(json.dumps(reference, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

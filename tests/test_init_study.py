@@ -1,0 +1,57 @@
+"""The initialization study: smoke preset, resume, initializer statistics, bad names."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from ghn_pyg.cli import main
+from ghn_pyg.inits import init_params, register_initializer
+from ghn_pyg.study.init_study import PRESETS, StudyConfig
+
+
+def test_smoke_preset_end_to_end_and_resume(tmp_path, capsys):
+    out = tmp_path / "study"
+    args = ["init-study", "--preset", "smoke", "--data", "synthetic", "--out", str(out)]
+    assert main(args) == 0
+    rows = list(csv.DictReader((out / "runs.csv").open()))
+    config = PRESETS["smoke"]
+    assert len(rows) == len(config.families) * len(config.inits) * config.seeds * 4
+    assert {r["setting"] for r in rows} == {"W8A8", "W4A4", "W2A2", "W8A32"}
+    for r in rows:
+        assert 0 <= float(r["accuracy"]) <= 1 and float(r["qmse_w"]) >= 0
+    assert "init \\ family" in capsys.readouterr().out
+    assert (out / "summary.md").is_file() and (out / "drop_W4A4.png").is_file()
+    assert main(args) == 0  # everything done: nothing runs again
+    assert len(list(csv.DictReader((out / "runs.csv").open()))) == len(rows)
+
+
+def test_initializers_have_their_statistics():
+    conv = nn.Conv2d(64, 128, 3)
+    he = init_params("he_normal", conv, seed=0)["weight"]
+    assert abs(float(he.std()) - math.sqrt(2 / (64 * 9))) < 0.02 * math.sqrt(2 / (64 * 9)) * 5
+    xavier = init_params("xavier_uniform", conv, seed=0)["weight"]
+    bound = math.sqrt(6 / (64 * 9 + 128 * 9))
+    assert float(xavier.abs().max()) <= bound and float(xavier.abs().max()) > 0.95 * bound
+    rows = init_params("orthogonal", nn.Linear(32, 16), seed=0)["weight"]
+    assert torch.allclose(rows @ rows.t(), torch.eye(16), atol=1e-5)
+    uniform = init_params("uniform_0.01", conv, seed=0)
+    assert float(uniform["weight"].abs().max()) <= 0.01 and torch.equal(uniform["bias"],
+                                                                        torch.zeros(128))
+    default = init_params("default", conv, seed=3)
+    assert torch.equal(default["weight"], init_params("default", conv, seed=3)["weight"])
+    register_initializer("constant_half", lambda w, g: torch.full_like(w, 0.5))
+    assert float(init_params("constant_half", conv)["weight"].mean()) == 0.5
+
+
+def test_bad_names_are_clear(tmp_path):
+    with pytest.raises(ValueError, match="unknown initializer 'glorious'"):
+        init_params("glorious", nn.Linear(2, 2))
+    with pytest.raises(ValueError, match="unknown block family 'transformer'"):
+        StudyConfig(families=("transformer",)).validate()
+    assert main(["init-study", "--inits", "nope", "--data", "synthetic",
+                 "--out", str(tmp_path)]) == 2
