@@ -35,7 +35,7 @@ test: setup data
 	$(PY) -m pytest -q
 
 demo: setup data
-	$(VENV)/bin/ghn-pyg zoo
+	$(VENV)/bin/ghn-pyg demo
 
 bench: setup
 	$(PY) scripts/bench_graph.py

@@ -109,8 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "architectures of the efficient space and for resnet18, mobilenet_v2 and "
                     "efficientnet_b0 (1x28x28, 10 classes); evaluate on Fashion-MNIST test images "
                     "at 32, 8, 4 and 2 bits against He-initialised networks.")
-    demo.add_argument("--archs", type=int, default=50, help="unseen efficient architectures")
-    demo.add_argument("--max-images", type=int, default=2000, help="test images per evaluation")
+    demo.add_argument("--archs", type=int, default=20, help="unseen efficient architectures")
+    demo.add_argument("--max-images", type=int, default=1000, help="test images per evaluation")
     demo.add_argument("--data-root", default=None, help="Fashion-MNIST folder")
     demo.add_argument("--torchvision", nargs="*", default=None, metavar="NAME",
                       help="torchvision models to add (default resnet18 mobilenet_v2 "
