@@ -8,7 +8,7 @@ import os
 import random
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -205,10 +205,6 @@ class ArchGraphDataset(Dataset):
         folder = Path(self.processed_dir)
         total = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
         return total / max(len(self), 1)
-
-    def __iter__(self) -> Iterator[ArchGraph]:
-        for i in range(len(self)):
-            yield self[i]
 
     # ------------------------------------------------------------ storage
     def _locate(self, idx: int) -> tuple[Shard, int]:

@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from .layers import BNMode
 from .quantizers import CalibrationMethod
-from .runner import QuantizedModel, quantize
+from .runner import QuantizedModel, module_device, quantize
 from .spec import FLOAT_BITS, QuantSpec
 
 __all__ = ["PTQResult", "ptq_evaluate", "weight_qmse"]
@@ -108,7 +108,7 @@ def ptq_evaluate(model: nn.Module, loader: Iterable[Sequence[Tensor]],
     settings = [b if isinstance(b, tuple) else (b, b) for b in bits]
     for w_bits, a_bits in settings:  # validate everything before any long work
         QuantSpec(w_bits=w_bits, a_bits=a_bits)
-    device = torch.device(device) if device is not None else _model_device(model)
+    device = torch.device(device) if device is not None else module_device(model)
     if input_shape is None:
         first = next(iter(loader), None)
         if first is None:
@@ -159,8 +159,3 @@ def _evaluate(qmodel: QuantizedModel, loader: Iterable[Sequence[Tensor]], w_bits
     return PTQResult(w_bits, a_bits, correct / total,
                      sum(v[0] for v in layers.values()) / n,
                      sum(v[1] for v in layers.values()) / n, layers, total)
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    param = next(model.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")

@@ -17,7 +17,7 @@ from .layers import BatchNormRunner, BNMode, QuantLayer
 from .quantizers import CalibrationMethod
 from .spec import FLOAT_BITS, QuantSpec, annotate, node_module_names
 
-__all__ = ["quantize", "QuantizedModel", "ParamsMismatchError"]
+__all__ = ["quantize", "QuantizedModel", "ParamsMismatchError", "module_device"]
 
 _DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
 
@@ -139,7 +139,7 @@ class QuantizedModel(nn.Module):
             for batch in tqdm(batches, total=num_batches, desc="calibrating",
                               disable=not progress, leave=False):
                 x = batch[0] if isinstance(batch, (tuple, list)) else batch
-                self(x.to(_device_of(self.module)), params)
+                self(x.to(module_device(self.module)), params)
                 seen += 1
                 if seen >= num_batches:
                     break
@@ -166,7 +166,8 @@ class QuantizedModel(nn.Module):
             yield from layer.act_quant.parameters()
 
 
-def _device_of(module: nn.Module) -> torch.device:
+def module_device(module: nn.Module) -> torch.device:
+    """The device of a module's first parameter (the CPU when it has none)."""
     param = next(module.parameters(), None)
     return param.device if param is not None else torch.device("cpu")
 
