@@ -52,6 +52,30 @@ def test_bits_condition_the_predictions(ghn):
     assert not torch.allclose(fp["layer1.0.conv1.weight"], w4["layer1.0.conv1.weight"])
 
 
+def test_untrained_bits_snap_to_the_nearest_trained_bits(tmp_path):
+    torch.manual_seed(0)
+    ghn = GHN(hid=16)
+    graph = zoo_graph("squeezenet1_0")
+
+    def predict(bits):
+        with torch.no_grad():
+            return ghn(annotate(graph, QuantSpec.uniform(bits)))[0]["features.0.weight"]
+
+    assert ghn.trained_bits is None and not torch.equal(predict(32), predict(4))
+    ghn.set_trained_bits([32])  # a float GHN: every bit-width reads the float embedding
+    assert torch.equal(predict(32), predict(4)) and torch.equal(predict(32), predict(2))
+    ghn.set_trained_bits([8, 4, 2, 32])
+    assert ghn.trained_bits == (2, 4, 8, 32)
+    assert torch.equal(predict(3), predict(2)) and torch.equal(predict(6), predict(4))
+    assert torch.equal(predict(16), predict(8)) and not torch.equal(predict(8), predict(4))
+    again = GHN.load(ghn.save(tmp_path / "ghn.pt"))
+    assert again.trained_bits == (2, 4, 8, 32)
+    with pytest.raises(ValueError, match="each must be one of"):
+        ghn.set_trained_bits([5, 33])
+    with pytest.raises(ValueError, match="each must be one of"):
+        ghn.set_trained_bits([])
+
+
 def test_gradients_reach_every_ghn_parameter():
     torch.manual_seed(0)
     ghn = GHN(hid=16)

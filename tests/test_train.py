@@ -55,6 +55,8 @@ def test_resume_continues_exactly(graphs, tmp_path):
     resumed.train()
     a, b = ghn_state(straight), ghn_state(resumed)
     assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed.ghn.trained_bits == (2, 4, 8)  # never shown float graphs
+    assert GHN.load(tmp_path / "b" / "last.pt").trained_bits == (2, 4, 8)
     rows = (tmp_path / "b" / "metrics.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows] == ["step", "1", "2", "3", "4"]
     with pytest.raises(CheckpointError, match="cannot resume with other settings.*hid"):
@@ -148,6 +150,10 @@ def test_init_checkpoint_of_another_space_is_rejected(graphs, tmp_path):
                        init_ckpt=str(tmp_path / "a" / "last.pt")))
     ghn = Trainer(config(graphs, tmp_path / "c", init_ckpt=str(tmp_path / "a" / "last.pt"))).ghn
     assert all(torch.equal(v, first.ghn.state_dict()[k]) for k, v in ghn.state_dict().items())
+    assert first.ghn.trained_bits == (32,)
+    qat = Trainer(config(graphs, tmp_path / "d", bits=(4, 2), first_last_8bit=True,
+                         init_ckpt=str(tmp_path / "a" / "last.pt"))).ghn
+    assert qat.trained_bits == (2, 4, 8, 32)  # the float start, this run's bits, the 8-bit ends
 
 
 def test_cli_train_eval_predict(graphs, tmp_path, capsys):

@@ -2,7 +2,7 @@ r"""Node encoder: op, shape, activation and bit-width embeddings of ArchGraph no
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -51,7 +51,11 @@ class NodeEncoder(nn.Module):
     where channel and kernel sizes are binned (:data:`CHANNEL_BINS`,
     :data:`KERNEL_BINS`; unseen sizes snap to the nearest bin) and :math:`b^w, b^a`
     are the weight and activation bit-widths, so changing only a graph's bits changes
-    its embedding.
+    its embedding. Once :meth:`set_trained_bits` has recorded the bit-widths a GHN was
+    trained with, other bit-widths snap to the nearest of those before embedding: a
+    float-trained GHN (trained bits ``(32,)``) then predicts its float parameters for
+    any bits, which is what "quantizing a float GHN's predictions" means, instead of
+    reading embeddings that training never reached.
 
     Args:
         hid: embedding size.
@@ -79,7 +83,31 @@ class NodeEncoder(nn.Module):
         for name, bins in (("channel_bins", CHANNEL_BINS), ("kernel_bins", KERNEL_BINS),
                            ("stride_bins", STRIDE_BINS), ("bit_bins", BIT_BINS)):
             self.register_buffer(name, torch.tensor(bins), persistent=False)
+        self.register_buffer("known_bits", torch.tensor(BIT_BINS), persistent=False)
+        self.trained_bits: tuple[int, ...] | None = None
         self.reset_parameters()
+
+    def set_trained_bits(self, bits: Sequence[int] | None) -> None:
+        """Record the bit-widths training showed this encoder (``None``: trust them all).
+
+        Raises:
+            ValueError: a bit-width outside :data:`BIT_BINS`, or an empty set.
+        """
+        if bits is None:
+            self.trained_bits = None
+            known = BIT_BINS
+        else:
+            known = tuple(sorted({int(b) for b in bits}))
+            bad = [b for b in known if b not in BIT_BINS]
+            if bad or not known:
+                raise ValueError(f"trained bits {list(bits)!r}: each must be one of {BIT_BINS}")
+            self.trained_bits = known
+        self.known_bits = torch.tensor(known, device=self.bit_bins.device)
+
+    def _bit_index(self, bits: Tensor) -> Tensor:
+        """Bin index of each bit-width after snapping to the nearest trained one."""
+        snapped = self.known_bits[nearest_bin(bits, self.known_bits)]
+        return nearest_bin(snapped, self.bit_bins)
 
     def reset_parameters(self) -> None:
         """Normal(0, 1/sqrt(9)) embeddings, so their sum has unit variance."""
@@ -102,5 +130,5 @@ class NodeEncoder(nn.Module):
         x = x + self.kernel_h(nearest_bin(shape[:, 2], self.kernel_bins))
         x = x + self.kernel_w(nearest_bin(shape[:, 3], self.kernel_bins))
         x = x + self.stride(nearest_bin(graph.stride, self.stride_bins))
-        x = x + self.w_bits(nearest_bin(graph.w_bits, self.bit_bins))
-        return x + self.a_bits(nearest_bin(graph.a_bits, self.bit_bins))
+        x = x + self.w_bits(self._bit_index(graph.w_bits))
+        return x + self.a_bits(self._bit_index(graph.a_bits))

@@ -74,6 +74,20 @@ class GHN(nn.Module):
                 part.reset_parameters()
 
     @property
+    def trained_bits(self) -> tuple[int, ...] | None:
+        """The bit-widths this GHN was trained with (``None``: not recorded).
+
+        Other bit-widths in a graph snap to the nearest of these before encoding, so a
+        float GHN (``(32,)``) predicts float parameters whatever bits a graph asks for.
+        """
+        return self.encoder.trained_bits
+
+    def set_trained_bits(self, bits: Sequence[int] | None) -> "GHN":
+        """Record the bit-widths this GHN was trained with (saved with it); returns self."""
+        self.encoder.set_trained_bits(bits)
+        return self
+
+    @property
     def device(self) -> torch.device:
         """The device of the GHN's parameters."""
         return next(self.parameters()).device
@@ -141,6 +155,7 @@ class GHN(nn.Module):
     def payload(self) -> dict[str, Any]:
         """Config, vocabularies and weights as a dict (what :meth:`save` writes)."""
         return {"format": _FORMAT, "version": _VERSION, "config": self.config,
+                "trained_bits": list(self.trained_bits) if self.trained_bits else None,
                 "vocab": {"primitives": list(PRIMITIVES), "activations": list(ACTIVATIONS)},
                 "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()}}
 
@@ -166,10 +181,11 @@ class GHN(nn.Module):
         _check_payload(payload, source)
         ghn = cls(**payload["config"])
         ghn._load_state(payload["state_dict"], source)
-        return ghn
+        return ghn.set_trained_bits(payload.get("trained_bits"))
 
     def load_weights(self, path: str | os.PathLike) -> "GHN":
-        """Load a checkpoint's weights into this GHN, whose config must match.
+        """Load a checkpoint's weights (and its trained bits) into this GHN, whose config
+        must match.
 
         Raises:
             CheckpointError: the file is unreadable, or its config differs (names the
@@ -184,7 +200,7 @@ class GHN(nn.Module):
             raise CheckpointError(f"{path}: checkpoint of another GHN config ({details}); "
                                   "use GHN.load(path) to build a matching GHN")
         self._load_state(payload["state_dict"], path)
-        return self
+        return self.set_trained_bits(payload.get("trained_bits"))
 
     @classmethod
     def from_pretrained(cls, name: str, map_location: str | torch.device = "cpu") -> "GHN":

@@ -98,6 +98,7 @@ class Trainer:
         if cfg.init_ckpt:
             self._check_init_ckpt(cfg.init_ckpt)
             self.ghn.load_weights(cfg.init_ckpt)
+        self.ghn.set_trained_bits(self._trained_bits())
         self.model = distributed.wrap(self.ghn, self.device, self.world)
         self.optimizer = self._make_optimizer()
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
@@ -124,6 +125,17 @@ class Trainer:
             data = ArchGraphDataset(cfg.graphs, progress=True, **kwargs)
         distributed.barrier(self.world)
         return data if self.rank == 0 else ArchGraphDataset(cfg.graphs, progress=False, **kwargs)
+
+    def _trained_bits(self) -> list[int]:
+        """Bits this run shows the GHN, plus those its ``init_ckpt`` was trained with
+        (a legacy checkpoint without the record counts as float-trained)."""
+        cfg = self.config
+        bits = set(cfg.bits) or {32}
+        if cfg.first_last_8bit and cfg.bits:
+            bits.add(8)
+        if cfg.init_ckpt:
+            bits |= set(self.ghn.trained_bits or (32,))
+        return sorted(bits)
 
     def _check_init_ckpt(self, path: str) -> None:
         """A training checkpoint to start from must share the space and input shape."""
