@@ -146,6 +146,31 @@ def test_bad_params_are_listed_in_one_error():
     assert "1.bias: got (3,), expected (8,)" in message
 
 
+@pytest.mark.parametrize("fold_bn", [False, True])
+def test_update_mode_tracks_running_statistics_like_batchnorm(fold_bn):
+    model, reference = small_cnn(), small_cnn()
+    reference.train()
+    qmodel = quantize(model, QuantSpec(fold_bn=fold_bn), (1, 3, 12, 12), bn="update")
+    x = torch.randn(16, 3, 12, 12)
+    for _ in range(3):
+        out = qmodel(x)
+        expected = reference(x * 1.0)
+    reference.eval()
+    for ours, theirs in zip(model.modules(), reference.modules()):
+        if isinstance(ours, nn.BatchNorm2d):
+            assert torch.allclose(ours.running_mean, theirs.running_mean, atol=1e-6)
+            assert torch.allclose(ours.running_var, theirs.running_var, atol=1e-5)
+    assert out.shape == expected.shape  # (the reference's dropout is on: outputs differ)
+    qmodel.set_bn("running")  # evaluation with the statistics QAT gathered
+    assert qmodel.bn == "running"
+    torch.testing.assert_close(qmodel(x), reference(x), atol=1e-5, rtol=1e-4)
+    before = [b.clone() for b in model.buffers()]
+    qmodel.set_bn("batch")(x)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.buffers()))
+    with pytest.raises(ValueError, match="bn must be one of"):
+        qmodel.set_bn("train")
+
+
 def test_bad_bits_and_modes_are_value_errors():
     with pytest.raises(ValueError, match="layer '3'.*invalid bit-width 9"):
         quantize(small_cnn(), QuantSpec(layers={"3": 9}), (1, 3, 12, 12))

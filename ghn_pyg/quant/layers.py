@@ -3,7 +3,8 @@ r"""Drop-in replacements used inside a :class:`~ghn_pyg.quant.QuantizedModel`.
 They register the *same* ``Parameter`` objects as the layers they stand for, under the
 same names, so ``torch.func.functional_call`` with a ``{name: tensor}`` dict keyed like
 ``model.named_parameters()`` swaps in supplied tensors. Running statistics are read
-from the original batch-norm modules and never updated.
+from the original batch-norm modules and updated only in the ``"update"`` mode of
+quantization-aware training.
 """
 
 from __future__ import annotations
@@ -17,9 +18,12 @@ from torch import Tensor, nn
 from .quantizers import ActQuantizer, WeightQuantizer
 from .spec import FLOAT_BITS
 
-__all__ = ["QuantLayer", "BatchNormRunner", "BNMode"]
+__all__ = ["QuantLayer", "BatchNormRunner", "BNMode", "BN_MODES"]
 
-BNMode = Literal["batch", "running"]
+BNMode = Literal["batch", "running", "update"]
+#: The batch-norm modes: batch statistics, running statistics, or batch statistics that
+#: also update the running ones (training).
+BN_MODES: tuple[str, ...] = ("batch", "running", "update")
 
 
 def _share_parameters(target: nn.Module, source: nn.Module, names: tuple[str, ...]) -> None:
@@ -32,19 +36,34 @@ def _uses_running_stats(bn: nn.modules.batchnorm._BatchNorm, mode: BNMode) -> bo
     return mode == "running" and bn.track_running_stats and bn.running_mean is not None
 
 
+def _updates_running_stats(bn: nn.modules.batchnorm._BatchNorm, mode: BNMode) -> bool:
+    """Whether ``bn``'s running statistics follow the batches in ``mode``."""
+    return mode == "update" and bn.track_running_stats and bn.running_mean is not None
+
+
+@torch.no_grad()
+def _update_running_stats(bn: nn.modules.batchnorm._BatchNorm, mean: Tensor, var: Tensor,
+                          count: int) -> None:
+    """What ``nn.BatchNorm`` does in training: exponential average, unbiased variance."""
+    momentum = 0.1 if bn.momentum is None else bn.momentum
+    bn.running_mean.lerp_(mean.detach(), momentum)
+    bn.running_var.lerp_(var.detach() * count / max(count - 1, 1), momentum)
+
+
 class BatchNormRunner(nn.Module):
-    r"""Batch norm with statistics chosen by ``mode``, never updating running stats.
+    r"""Batch norm with statistics chosen by ``mode``.
 
     .. math::
         y = \gamma \, \frac{x - \mu}{\sqrt{\sigma^2 + \epsilon}} + \beta,
 
     with :math:`(\mu, \sigma^2)` the batch statistics (``"batch"``, GHN-2's evaluation
     protocol for predicted parameters) or the running ones (``"running"``, for trained
-    models).
+    models); ``"update"`` normalises with batch statistics and updates ``bn``'s running
+    statistics as ``nn.BatchNorm`` does in training (quantization-aware training).
 
     Args:
         bn: the original ``nn.BatchNorm{1,2}d``; its ``weight``/``bias`` are shared.
-        mode: ``"batch"`` or ``"running"``.
+        mode: ``"batch"``, ``"running"`` or ``"update"``.
     """
 
     def __init__(self, bn: nn.modules.batchnorm._BatchNorm, mode: BNMode) -> None:
@@ -56,9 +75,11 @@ class BatchNormRunner(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         bn = self._bn[0]
         use_running = _uses_running_stats(bn, self.mode)
-        return F.batch_norm(x, bn.running_mean if use_running else None,
-                            bn.running_var if use_running else None, self.weight, self.bias,
-                            training=not use_running, momentum=0.0, eps=bn.eps)
+        track = use_running or _updates_running_stats(bn, self.mode)
+        momentum = 0.1 if bn.momentum is None else bn.momentum
+        return F.batch_norm(x, bn.running_mean if track else None,
+                            bn.running_var if track else None, self.weight, self.bias,
+                            training=not use_running, momentum=momentum, eps=bn.eps)
 
     def extra_repr(self) -> str:
         return f"mode={self.mode}"
@@ -126,6 +147,8 @@ class QuantLayer(nn.Module):
             y = self._op(x, weight, bias)
             dims = [d for d in range(y.dim()) if d != 1]
             mean, var = y.mean(dims), y.var(dims, unbiased=False)
+            if _updates_running_stats(bn, mode):
+                _update_running_stats(bn, mean, var, y.numel() // y.shape[1])
         gamma = bn.weight if bn.weight is not None else torch.ones_like(mean)
         beta = bn.bias if bn.bias is not None else torch.zeros_like(mean)
         inv = gamma * torch.rsqrt(var + bn.eps)

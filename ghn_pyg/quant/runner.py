@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from ..graph.archgraph import ArchGraph
 from ..graph.ops import QUANTIZABLE_OPS, lookup_module
 from ..graph.tracer import trace_with_fx
-from .layers import BatchNormRunner, BNMode, QuantLayer
+from .layers import BN_MODES, BatchNormRunner, BNMode, QuantLayer
 from .quantizers import CalibrationMethod
 from .spec import FLOAT_BITS, QuantSpec, annotate, node_module_names
 
@@ -34,7 +34,8 @@ class QuantizedModel(nn.Module):
     prediction), used functionally and differentiably; ``None`` uses the model's own
     parameters. The original model's parameters and buffers are never modified.
 
-    Batch-norm statistics follow ``bn`` (``"batch"`` or ``"running"``), not
+    Batch-norm statistics follow ``bn`` (``"batch"``, ``"running"`` or, for
+    quantization-aware training, ``"update"``; switch with :meth:`set_bn`), not
     ``train()``/``eval()``; dropout is off.
 
     Attributes:
@@ -75,6 +76,26 @@ class QuantizedModel(nn.Module):
             return self.module(x)
         self.check_params(params)
         return functional_call(self.module, dict(params), (x,), strict=False)
+
+    def set_bn(self, mode: BNMode) -> "QuantizedModel":
+        """Switch every batch norm (folded ones too) to ``mode``; returns self.
+
+        ``"update"`` normalises with batch statistics and updates the original model's
+        running statistics (quantization-aware training); ``"running"`` then evaluates
+        with them.
+
+        Raises:
+            ValueError: an unknown mode.
+        """
+        _check_bn_mode(mode)
+        for sub in self.module.modules():
+            if isinstance(sub, BatchNormRunner):
+                sub.mode = mode
+        for layer in self.layers.values():
+            if layer._fold is not None:
+                layer._fold = (layer._fold[0], mode)
+        self.bn = mode
+        return self
 
     def check_params(self, params: Mapping[str, Tensor]) -> None:
         """Raise one :class:`ParamsMismatchError` listing every problem in ``params``."""
@@ -189,11 +210,13 @@ def quantize(model: nn.Module, spec: QuantSpec | None = None,
     """Trace ``model`` and return a :class:`QuantizedModel` that runs it fake-quantized.
 
     Args:
-        model: the CNN. It is not modified; the result shares its parameters.
+        model: the CNN. It is not modified (except its BN running statistics in
+            ``"update"`` mode); the result shares its parameters.
         spec: bit-widths per layer (default: all float).
         input_shape: an input shape the model accepts, with batch dim.
         bn: batch-norm statistics, ``"batch"`` (GHN-2 protocol for predicted or random
-            parameters) or ``"running"`` (trained models).
+            parameters), ``"running"`` (trained models) or ``"update"`` (batch
+            statistics that also update the model's running ones, for QAT).
         fold_bn: fold each batch norm that directly follows a conv/linear layer into
             its weights before quantizing them; default ``spec.fold_bn``.
         learnable_scales: LSQ-style learnable weight and activation scales
@@ -207,8 +230,7 @@ def quantize(model: nn.Module, spec: QuantSpec | None = None,
         ValueError: bad bits, ``bn`` mode, or a quantized layer that is not an
             ``nn.ConvNd``/``nn.Linear`` (subclass).
     """
-    if bn not in ("batch", "running"):
-        raise ValueError(f"bn must be 'batch' or 'running', got {bn!r}")
+    _check_bn_mode(bn)
     spec = spec or QuantSpec()
     fold_bn = spec.fold_bn if fold_bn is None else fold_bn
     graph, fx_graph = trace_with_fx(model, input_shape, spec)
@@ -247,6 +269,11 @@ def quantize(model: nn.Module, spec: QuantSpec | None = None,
     module.recompile()
     param_shapes = {n: p.shape for n, p in model.named_parameters()}
     return QuantizedModel(module, graph, layers, param_shapes, bn)
+
+
+def _check_bn_mode(mode: str) -> None:
+    if mode not in BN_MODES:
+        raise ValueError(f"bn must be one of {', '.join(map(repr, BN_MODES))}, got {mode!r}")
 
 
 def _fold_batch_norms(module: fx.GraphModule, bn: BNMode) -> dict[str, tuple[nn.Module, BNMode]]:
