@@ -127,9 +127,41 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--inits", nargs="+", default=None, help="override the preset's")
     study.add_argument("--seeds", type=int, default=None)
     study.add_argument("--epochs", type=int, default=None)
+    study.add_argument("--qat-archs", type=int, default=None,
+                       help="unseen efficient test architectures trained with QAT from each "
+                            "start (0 skips; default: the preset's)")
+    study.add_argument("--qat-inits", nargs="+", default=None, help="QAT starting points")
+    study.add_argument("--qat-epochs", type=int, default=None)
+    study.add_argument("--qat-bits", type=int, default=None)
     study.add_argument("--data", default="fashion-mnist", help="fashion-mnist or synthetic")
     study.add_argument("--data-root", default=None)
     study.add_argument("--out", default="results/init-study")
+
+    qat = sub.add_parser(
+        "qat", help="quantization-aware training of one CNN from a chosen initialization",
+        description="Initialise a network (a random initializer, or the shipped GHN / GHN-QAT's "
+                    "prediction for the target bits), then train it with its conv and linear "
+                    "layers fake-quantized, printing test top-1 before training and after "
+                    "every epoch. Writes OUT/qat.csv and OUT/model.pt.")
+    source = qat.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="torchvision:NAME or package.module:factory")
+    source.add_argument("--spec", help="JSON file of an architecture-space spec")
+    qat.add_argument("--init", default="ghn-qat",
+                     help="ghn-qat, ghn, or a ghn_pyg.inits name (he, default, orthogonal, ...)")
+    qat.add_argument("--bits", type=int, default=4, help="weight and activation bits (2..8)")
+    qat.add_argument("--epochs", type=int, default=3)
+    qat.add_argument("--first-last-8bit", action="store_true")
+    qat.add_argument("--lr", type=float, default=0.05, help="SGD learning rate (cosine schedule)")
+    qat.add_argument("--batch-size", type=int, default=128)
+    qat.add_argument("--target", type=float, default=None,
+                     help="report the first epoch reaching this top-1 (%%)")
+    qat.add_argument("--data", default="fashion-mnist", help="fashion-mnist, cifar10 or synthetic")
+    qat.add_argument("--data-root", default=None)
+    qat.add_argument("--max-train-images", type=int, default=None)
+    qat.add_argument("--max-test-images", type=int, default=None)
+    qat.add_argument("--seed", type=int, default=0)
+    qat.add_argument("--device", default="cpu")
+    qat.add_argument("--out", default="results/qat", help="output folder")
 
     predict = sub.add_parser("predict", help="predict the parameters of one network",
                              description="Predict all parameters of a network with a GHN.")
@@ -155,12 +187,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .errors import DatasetError, GraphBuildError
 
     from .commands.graphs import cmd_graph, cmd_make_dataset, cmd_zoo
-    from .commands.study import cmd_init_study
+    from .commands.study import cmd_init_study, cmd_qat
     from .commands.training import cmd_demo, cmd_eval, cmd_predict, cmd_train
 
     handlers = {"graph": cmd_graph, "zoo": cmd_zoo, "make-dataset": cmd_make_dataset,
                 "train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "demo": cmd_demo,
-                "init-study": cmd_init_study}
+                "init-study": cmd_init_study, "qat": cmd_qat}
     try:
         return handlers[args.command](args)
     except (GraphBuildError, DatasetError, ValueError, ImportError, FileNotFoundError,

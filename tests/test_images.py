@@ -121,3 +121,15 @@ def test_synthetic_loaders_and_augmentation():
     torch.manual_seed(0)
     assert any(not torch.equal(plain[i][0], augmented[i][0]) for i in range(10))
     assert not load_images("synthetic", "test", augment=True).augment
+
+
+def test_synthetic_train_and_test_share_their_class_patterns():
+    train, test = load_images("synthetic", "train"), load_images("synthetic", "test")
+    assert not torch.equal(train.images[:100], test.images[:100])  # other draws
+
+    def class_means(data):
+        return torch.stack([data.images[data.labels == c].float().mean(0) for c in range(10)])
+
+    a, b = class_means(train), class_means(test)
+    nearest = torch.cdist(a.flatten(1), b.flatten(1)).argmin(1)
+    assert torch.equal(nearest, torch.arange(10))  # a test image of class c looks like train's c

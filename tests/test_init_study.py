@@ -25,9 +25,17 @@ def test_smoke_preset_end_to_end_and_resume(tmp_path, capsys):
     for r in rows:
         assert 0 <= float(r["accuracy"]) <= 1 and float(r["qmse_w"]) >= 0
     assert "init \\ family" in capsys.readouterr().out
-    assert (out / "summary.md").is_file() and (out / "drop_W4A4.png").is_file()
+    for name in ("drop_W4A4.png", "accuracy_vs_bits.png", "qat_curves.png"):
+        assert (out / name).is_file()
+    summary = (out / "summary.md").read_text()
+    assert "## Top-1 per initializer" in summary and "| he_normal " in summary
+    assert "## QAT from each starting point" in summary and "| ghn-qat " in summary
+    qat_rows = list(csv.DictReader((out / "qat.csv").open()))
+    assert [(r["init"], r["epoch"]) for r in qat_rows] == [("ghn-qat", "0"), ("ghn-qat", "1"),
+                                                           ("he_normal", "0"), ("he_normal", "1")]
     assert main(args) == 0  # everything done: nothing runs again
     assert len(list(csv.DictReader((out / "runs.csv").open()))) == len(rows)
+    assert len(list(csv.DictReader((out / "qat.csv").open()))) == len(qat_rows)
 
 
 def test_initializers_have_their_statistics():
@@ -42,6 +50,14 @@ def test_initializers_have_their_statistics():
     uniform = init_params("uniform_0.01", conv, seed=0)
     assert float(uniform["weight"].abs().max()) <= 0.01 and torch.equal(uniform["bias"],
                                                                         torch.zeros(128))
+    for name, std in (("normal_0.1", 0.1), ("normal_0.01", 0.01),
+                      ("xavier_normal", math.sqrt(2 / (64 * 9 + 128 * 9)))):
+        weight = init_params(name, conv, seed=0)["weight"]
+        assert abs(float(weight.std()) / std - 1) < 0.02 and abs(float(weight.mean())) < 0.05 * std
+    for name, bound in (("uniform_0.1", 0.1), ("he_uniform", math.sqrt(6 / (64 * 9)))):
+        weight = init_params(name, conv, seed=0)["weight"]
+        assert bound * 0.99 < float(weight.abs().max()) <= bound
+        assert abs(float(weight.std()) / (bound / math.sqrt(3)) - 1) < 0.02
     default = init_params("default", conv, seed=3)
     assert torch.equal(default["weight"], init_params("default", conv, seed=3)["weight"])
     register_initializer("constant_half", lambda w, g: torch.full_like(w, 0.5))

@@ -94,31 +94,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    import json
-    from pathlib import Path
-
     import torch
 
     from ..fileio import atomic_path
     from ..nn import GHN
     from ..quant import QuantSpec
-    from ..spaces import adapt_input_channels, get_space, resolve_model
+    from .networks import network_from_args
 
     settings = _checkpoint_settings(args.ckpt)
     ghn = GHN.load(args.ckpt)
     in_shape = tuple(settings.get("in_shape", (3, 32, 32)))
     shape = args.input_shape or (1, *in_shape)
     classes = args.num_classes or settings.get("num_classes", 10)
-    if args.spec:
-        try:
-            spec = json.loads(Path(args.spec).read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise ValueError(f"cannot read spec {args.spec}: {err}") from None
-        model = get_space(spec.get("space", "")).build(spec, shape[1], classes)
-    else:
-        model = resolve_model(args.model, num_classes=classes)
-        if args.model.startswith("torchvision:") and args.input_shape is None:
-            model = adapt_input_channels(model, shape[1])
+    model = network_from_args(args.model, args.spec, shape, classes,
+                              adapt=args.input_shape is None)
     spec_bits = QuantSpec.uniform(args.bits, first_last_8bit=args.first_last_8bit)
     params = ghn.predict(model, shape, spec_bits)
     with atomic_path(args.out) as tmp:

@@ -183,11 +183,15 @@ def synthetic_images(num_samples: int = 2048, shape: Sequence[int] = (1, 28, 28)
                      num_classes: int = 10, seed: int = 0) -> tuple[Tensor, Tensor]:
     """A learnable synthetic set: a fixed random pattern per class plus noise.
 
+    The class patterns depend only on ``shape`` and ``num_classes``, so sets drawn with
+    different seeds (the train and test splits) share them; ``seed`` draws the labels
+    and the noise.
+
     Returns:
         ``(images [N, C, H, W] uint8, labels [N] long)``.
     """
-    gen = torch.Generator().manual_seed(seed)
-    patterns = torch.rand(num_classes, *shape, generator=gen)
+    patterns = torch.rand(num_classes, *shape, generator=torch.Generator().manual_seed(0))
+    gen = torch.Generator().manual_seed(seed + 1)
     labels = torch.randint(0, num_classes, (num_samples,), generator=gen)
     noise = torch.rand(num_samples, *shape, generator=gen)
     images = (0.6 * patterns[labels] + 0.4 * noise) * 255

@@ -26,12 +26,11 @@ from ..quant.ptq import ptq_evaluate
 from ..quant.runner import quantize
 from ..report import markdown_table
 from ..spaces.blocks import FAMILIES, BlocksSpace
-from ..train.evaluate import sgd_train
+from ..train.evaluate import sgd_train, top1
+from .qat import GHN_INITS, initial_params
 
 __all__ = ["StudyConfig", "PRESETS", "run_study", "study_table", "GHN_INITS"]
 
-#: Initializers that come from a shipped GHN instead of a random draw.
-GHN_INITS = {"ghn": "ghn-fmnist", "ghn-qat": "ghn-qat-fmnist"}
 _SETTINGS: tuple[tuple[int, int], ...] = ((8, 8), (4, 4), (2, 2), (8, 32))
 _FIELDS = ["family", "init", "seed", "setting", "start_fp32", "end_fp32", "accuracy", "drop",
            "qmse_w", "qmse_a", "weight_absmax", "weight_std"]
@@ -48,6 +47,9 @@ class StudyConfig:
         depth, width: blocks per stage and base width of the networks.
         epochs: float training epochs; train_images / test_images: how many to use.
         batch_size, lr: SGD settings.
+        qat_archs: unseen ``efficient`` test architectures for QAT from each start
+            (0 skips that part); qat_inits: the starts; qat_bits, qat_epochs, qat_lr;
+            qat_target: the accuracy (a fraction) whose epochs-to-reach are reported.
     """
 
     families: Sequence[str] = tuple(FAMILIES)
@@ -60,9 +62,15 @@ class StudyConfig:
     test_images: int | None = None
     batch_size: int = 128
     lr: float = 0.05
+    qat_archs: int = 0
+    qat_inits: Sequence[str] = ("ghn-qat", "ghn", "he_normal", "default")
+    qat_bits: int = 4
+    qat_epochs: int = 3
+    qat_lr: float = 0.05
+    qat_target: float = 0.8
 
     def validate(self) -> None:
-        """Raise ``ValueError`` naming an unknown family or initializer."""
+        """Raise ``ValueError`` naming an unknown family, initializer or QAT setting."""
         bad = [f for f in self.families if f not in FAMILIES]
         if bad:
             raise ValueError(f"unknown block family {bad[0]!r}; use {', '.join(FAMILIES)}")
@@ -70,33 +78,32 @@ class StudyConfig:
         if bad:
             raise ValueError(f"unknown initializer {bad[0]!r}; use "
                              f"{', '.join(list(INITIALIZERS) + list(GHN_INITS))}")
+        bad = [i for i in self.qat_inits if i not in INITIALIZERS and i not in GHN_INITS]
+        if bad:
+            raise ValueError(f"unknown QAT start {bad[0]!r}; use "
+                             f"{', '.join(list(INITIALIZERS) + list(GHN_INITS))}")
+        if not 2 <= self.qat_bits <= 8 or self.qat_archs < 0 or self.qat_epochs < 0:
+            raise ValueError(f"QAT needs bits 2..8 and non-negative counts, got qat_bits="
+                             f"{self.qat_bits}, qat_archs={self.qat_archs}, "
+                             f"qat_epochs={self.qat_epochs}")
 
 
-#: ``smoke`` runs in about a minute (tested); ``full`` is the study of the README.
+#: ``smoke`` runs in about a minute (tested); ``full`` is the study of the README, sized
+#: for a 2-core CPU: 6 families x 12 starts x 3 seeds, 2 epochs on 6,000 training images,
+#: 2,000 test images, then QAT of 5 unseen test architectures from 4 starts.
 PRESETS: dict[str, StudyConfig] = {
     "smoke": StudyConfig(families=("plain", "dwsep"), inits=("he_normal", "orthogonal"), seeds=1,
-                         depth=1, width=8, epochs=1, train_images=1024, test_images=512),
-    "full": StudyConfig(),
+                         depth=1, width=8, epochs=1, train_images=1024, test_images=512,
+                         qat_archs=1, qat_inits=("ghn-qat", "he_normal"), qat_epochs=1),
+    "full": StudyConfig(depth=1, width=16, epochs=2, train_images=6000, test_images=2000,
+                        qat_archs=5, qat_epochs=3),
 }
-
-
-def _initial_params(name: str, module: nn.Module, seed: int,
-                    in_shape: Sequence[int]) -> dict[str, torch.Tensor]:
-    if name in GHN_INITS:
-        from ..nn.ghn import GHN
-
-        return GHN.from_pretrained(GHN_INITS[name]).predict(module, (1, *in_shape))
-    return init_params(name, module, seed)
 
 
 @torch.no_grad()
 def _batch_stat_accuracy(module: nn.Module, data: Dataset, in_shape: Sequence[int]) -> float:
     runner = quantize(module, None, (1, *in_shape), bn="batch")
-    correct = total = 0
-    for x, y in DataLoader(data, batch_size=256):
-        correct += int((runner(x).argmax(1) == y).sum())
-        total += y.numel()
-    return correct / total
+    return top1(runner, None, DataLoader(data, batch_size=256))
 
 
 def run_study(config: StudyConfig, train: Dataset, test: Dataset, out: str | Path,
@@ -130,7 +137,7 @@ def run_study(config: StudyConfig, train: Dataset, test: Dataset, out: str | Pat
             spec = space.make_spec(family, config.depth, config.width)
             torch.manual_seed(seed)
             module = space.build(spec, in_shape[0], 10)
-            params = _initial_params(init, module, seed, in_shape)
+            params = initial_params(init, module, in_shape, seed)
             with torch.no_grad():
                 for name, param in module.named_parameters():
                     param.copy_(params[name])
@@ -174,22 +181,51 @@ def study_table(path: str | Path, setting: str = "W4A4") -> str:
     return markdown_table(["init \\ family"] + families, table)
 
 
-def write_report(path: str | Path, out: str | Path) -> list[Path]:
-    """``summary.md`` (a drop table per setting) and, with matplotlib, one heatmap of the
-    mean accuracy drop (family x initializer) per setting and an accuracy-vs-bits plot.
+def init_summary_table(path: str | Path) -> str:
+    """Markdown: per initializer, top-1 (%, mean ± std over families and seeds) at the
+    start, after float training, and after post-training quantization per setting."""
+    rows = list(csv.DictReader(Path(path).open()))
+    settings = list(dict.fromkeys(r["setting"] for r in rows))
+    table = []
+    for init in dict.fromkeys(r["init"] for r in rows):
+        mine = [r for r in rows if r["init"] == init]
+        runs = {(r["family"], r["seed"]): r for r in mine}.values()
+        columns = [[float(r["start_fp32"]) for r in runs], [float(r["end_fp32"]) for r in runs]]
+        columns += [[float(r["accuracy"]) for r in mine if r["setting"] == s] for s in settings]
+        table.append([init] + [_mean_std(c) for c in columns])
+    return markdown_table(["init", "start FP32", "trained FP32"] + settings, table)
+
+
+def _mean_std(values: Sequence[float]) -> str:
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{100 * statistics.fmean(values):.1f} ± {100 * spread:.1f}"
+
+
+def write_report(path: str | Path, out: str | Path, qat_path: str | Path | None = None,
+                 qat_target: float = 0.8) -> list[Path]:
+    """``summary.md`` (accuracy per initializer, a drop table per setting, and the QAT
+    table when ``qat_path`` is given) and, with matplotlib, a heatmap of the mean
+    accuracy drop (family x initializer) per setting, ``accuracy_vs_bits.png`` (one
+    line per initializer) and ``qat_curves.png``.
 
     Returns:
         The files written.
     """
     from ..fileio import atomic_path
+    from .qat_study import plot_qat_curves, qat_table
 
     out = Path(out)
     rows = list(csv.DictReader(Path(path).open()))
     settings = list(dict.fromkeys(r["setting"] for r in rows))
-    text = ["# Initialization study", ""]
+    text = ["# Initialization study", "",
+            "## Top-1 per initializer (%, mean ± std over families and seeds)", "",
+            init_summary_table(path), ""]
     for setting in settings:
         text += [f"## Accuracy drop at {setting} (points, mean ± std over seeds)", "",
                  study_table(path, setting), ""]
+    if qat_path is not None:
+        text += [f"## QAT from each starting point (top-1 %, mean over architectures)", "",
+                 qat_table(qat_path, qat_target), ""]
     written = []
     with atomic_path(out / "summary.md") as tmp:
         tmp.write_text("\n".join(text))
@@ -213,10 +249,44 @@ def write_report(path: str | Path, out: str | Path) -> list[Path]:
         ax.set_yticks(range(len(inits)), inits, fontsize=8)
         ax.set_title(f"accuracy drop at {setting} (points)", fontsize=9)
         fig.colorbar(image, ax=ax)
+        written.append(_save_figure(fig, out / f"drop_{setting}.png"))
+    written.append(_plot_accuracy_vs_bits(rows, out / "accuracy_vs_bits.png"))
+    if qat_path is not None:
+        written.append(plot_qat_curves(qat_path, out / "qat_curves.png", qat_target))
+    return written
+
+
+def _plot_accuracy_vs_bits(rows: list[dict[str, str]], target: Path) -> Path:
+    """Mean top-1 over families and seeds, FP32 then each weight-and-activation setting."""
+    import matplotlib.pyplot as plt
+
+    labels = ["FP32"] + [s for s in dict.fromkeys(r["setting"] for r in rows)
+                         if s.startswith("W") and s[1:].split("A")[0] == s.split("A")[-1]]
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for init in dict.fromkeys(r["init"] for r in rows):
+        mine = [r for r in rows if r["init"] == init]
+        means = [100 * statistics.fmean(float(r["end_fp32"]) for r in mine)]
+        means += [100 * statistics.fmean(float(r["accuracy"]) for r in mine if r["setting"] == s)
+                  for s in labels[1:]]
+        ax.plot(range(len(labels)), means, marker="o", label=init)
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_ylabel("top-1 after float training + PTQ (%)")
+    ax.set_title("accuracy vs bit-width per initializer (mean over families)", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    return _save_figure(fig, target)
+
+
+def _save_figure(fig, target: Path) -> Path:
+    """Save ``fig`` as a PNG atomically and close it."""
+    import matplotlib.pyplot as plt
+
+    from ..fileio import atomic_path
+
+    try:
         fig.tight_layout()
-        target = out / f"drop_{setting}.png"
         with atomic_path(target) as tmp:
             fig.savefig(tmp, format="png", dpi=110)
+    finally:
         plt.close(fig)
-        written.append(target)
-    return written
+    return target

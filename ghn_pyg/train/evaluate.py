@@ -21,8 +21,8 @@ from ..quant.runner import QuantizedModel, quantize
 from ..quant.spec import QuantSpec, annotate
 from ..report import markdown_table
 
-__all__ = ["EvalRow", "ModuleArchs", "evaluate_split", "sgd_train", "regression_accuracy", "summarize", "markdown_summary",
-           "write_results", "bits_label"]
+__all__ = ["EvalRow", "ModuleArchs", "evaluate_split", "sgd_train", "regression_accuracy",
+           "summarize", "markdown_summary", "write_results", "bits_label", "top1"]
 
 
 class ModuleArchs:
@@ -69,8 +69,11 @@ def bits_label(bits: int) -> str:
 
 
 @torch.no_grad()
-def _accuracy(runner: QuantizedModel, params: dict[str, torch.Tensor] | None, loader: DataLoader,
-              device: torch.device) -> float:
+def top1(runner: QuantizedModel, params: dict[str, torch.Tensor] | None, loader: DataLoader,
+         device: torch.device | str = "cpu") -> float:
+    """Top-1 accuracy (a fraction) of ``runner`` with ``params`` (None: its own) on
+    ``loader``'s ``(images, labels)`` batches."""
+    device = torch.device(device)
     correct = total = 0
     for images, labels in loader:
         logits = runner(images.to(device), params)
@@ -171,9 +174,9 @@ def evaluate_split(archs: ArchGraphDataset | ModuleArchs, images: Dataset, ghns:
             runner.set_bits(annotated)
             for method, ghn in ghns.items():
                 params = ghn(annotated.to(device))[0]
-                rows.append(EvalRow(graph.name, method, b, _accuracy(runner, params, loader, device)))
+                rows.append(EvalRow(graph.name, method, b, top1(runner, params, loader, device)))
             for name, params in random_params.items():
-                rows.append(EvalRow(graph.name, name, b, _accuracy(runner, params, loader, device)))
+                rows.append(EvalRow(graph.name, name, b, top1(runner, params, loader, device)))
         if sgd_epochs > 0:
             rows += _sgd_rows(graph, module, archs.in_shape, train_images, sgd_epochs, bits,
                               loader, seed + i, device)
@@ -194,7 +197,7 @@ def _sgd_rows(graph, module: torch.nn.Module, in_shape: Sequence[int],
         if b < 32:
             runner.calibrate(calibration, num_batches=4)
         rows.append(EvalRow(graph.name, f"SGD {epochs} ep", b,
-                            _accuracy(runner, None, loader, device)))
+                            top1(runner, None, loader, device)))
     return rows
 
 

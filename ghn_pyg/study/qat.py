@@ -1,0 +1,169 @@
+"""Quantization-aware training of one CNN from a chosen starting point.
+
+The GHN-QAT papers leave as future work whether a GHN-QAT prediction is a better
+starting point for quantization-aware training than a random initialization. Here a
+network starts from a named initializer (:mod:`ghn_pyg.inits`) or from a shipped
+GHN's prediction (``ghn``, ``ghn-qat``; GHN-QAT conditions on the target bits), then
+trains with its conv and linear layers fake-quantized at those bits (straight-through
+rounding, per-channel weight and per-tensor activation scales from the current
+ranges), SGD with momentum on a cosine schedule. Top-1 is recorded before training
+(epoch 0) and after every epoch.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from ..inits import INITIALIZERS, init_params
+from ..quant.runner import quantize
+from ..quant.spec import FLOAT_BITS, QuantSpec
+from ..train.evaluate import top1
+
+__all__ = ["GHN_INITS", "QATHistory", "initial_params", "qat_train", "start_names", "check_start"]
+
+#: Starting points predicted by a shipped GHN instead of drawn at random.
+GHN_INITS = {"ghn": "ghn-fmnist", "ghn-qat": "ghn-qat-fmnist"}
+
+
+def start_names() -> list[str]:
+    """Every starting point :func:`initial_params` accepts (plus the aliases ``he``,
+    ``kaiming``, ``xavier`` and ``glorot``)."""
+    return list(INITIALIZERS) + list(GHN_INITS)
+
+
+def check_start(init: str) -> None:
+    """Raise ``ValueError`` listing the known starting points if ``init`` is not one."""
+    if init not in start_names() and init not in ("he", "kaiming", "xavier", "glorot"):
+        raise ValueError(f"unknown initialization {init!r}; known: {', '.join(start_names())}")
+
+
+@lru_cache(maxsize=4)
+def _pretrained(name: str):
+    from ..nn.ghn import GHN
+
+    return GHN.from_pretrained(name).eval()
+
+
+def initial_params(init: str, module: nn.Module, in_shape: Sequence[int], seed: int = 0,
+                   bits: int = FLOAT_BITS) -> dict[str, Tensor]:
+    """The starting parameters of ``module``.
+
+    Args:
+        init: an initializer of :mod:`ghn_pyg.inits` (``he``, ``orthogonal``, ...) or
+            ``ghn`` / ``ghn-qat`` (the shipped Fashion-MNIST GHNs).
+        module: the network (not modified).
+        in_shape: its input (C, H, W).
+        seed: seed of a random draw.
+        bits: the bit-width the network will run at; a GHN predicts for a graph
+            annotated with it (a GHN snaps bits it was not trained with).
+
+    Returns:
+        ``{name: tensor}`` for every parameter.
+
+    Raises:
+        ValueError: an unknown starting point (lists the known ones).
+    """
+    if init in GHN_INITS:
+        spec = QuantSpec.uniform(bits) if bits < FLOAT_BITS else None
+        return _pretrained(GHN_INITS[init]).predict(module, (1, *in_shape), spec)
+    check_start(init)
+    return init_params(init, module, seed)
+
+
+@dataclass
+class QATHistory:
+    """Top-1 of one QAT run per epoch.
+
+    Attributes:
+        init: the starting point's name.
+        bits: weight and activation bits.
+        accuracy: test top-1 (fractions) after each epoch, ``accuracy[0]`` before
+            training; batch-norm batch statistics (GHN-2's protocol, the only choice
+            before training).
+        final_running_bn: the final network's top-1 with its running BN statistics
+            (how it would be deployed); None without training.
+    """
+
+    init: str
+    bits: int
+    accuracy: list[float] = field(default_factory=list)
+    final_running_bn: float | None = None
+
+    def epochs_to(self, target: float) -> int | None:
+        """The first epoch whose accuracy reaches ``target`` (a fraction), or None."""
+        return next((e for e, a in enumerate(self.accuracy) if a >= target), None)
+
+
+def qat_train(module: nn.Module, init: str, train_images: Dataset, test_images: Dataset,
+              bits: int = 4, epochs: int = 5, batch_size: int = 128, lr: float = 0.05,
+              seed: int = 0, first_last_8bit: bool = False, grad_clip: float = 5.0,
+              device: str | torch.device = "cpu",
+              progress: bool = True) -> tuple[nn.Module, QATHistory]:
+    """Quantization-aware training of a copy of ``module`` from ``init``.
+
+    Args:
+        module: the network (not modified).
+        init: the starting point (see :func:`initial_params`).
+        train_images, test_images: ``(image, label)`` datasets.
+        bits: weight and activation bits of every conv and linear layer (2..8).
+        epochs: passes over ``train_images``.
+        batch_size, lr: SGD (momentum 0.9, weight decay 5e-4, cosine schedule).
+        seed: seed of the random start and the shuffling.
+        first_last_8bit: keep the first and last layer at 8 bits.
+        grad_clip: gradient-norm clipping (low bit-widths can spike).
+        device: where to train.
+        progress: show a progress bar.
+
+    Returns:
+        The trained copy (BN running statistics gathered during QAT) and its
+        :class:`QATHistory`.
+
+    Raises:
+        ValueError: bad bits, epochs or starting point.
+    """
+    if not 2 <= bits <= 8:
+        raise ValueError(f"QAT bits must be 2..8, got {bits}")
+    if epochs < 0:
+        raise ValueError(f"epochs must be >= 0, got {epochs}")
+    device = torch.device(device)
+    in_shape = tuple(train_images[0][0].shape)
+    model = copy.deepcopy(module).to(device)
+    start = initial_params(init, model, in_shape, seed, bits)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            param.copy_(start[name])
+    spec = QuantSpec.uniform(bits, first_last_8bit=first_last_8bit)
+    runner = quantize(model, spec, (1, *in_shape), bn="batch")
+    test = DataLoader(test_images, batch_size=256)
+    history = QATHistory(init, bits, [top1(runner, None, test, device)])
+    torch.manual_seed(seed)
+    loader = DataLoader(train_images, batch_size=batch_size, shuffle=True, drop_last=True,
+                        generator=torch.Generator().manual_seed(seed))
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(epochs * len(loader), 1))
+    bar = tqdm(total=epochs * len(loader), desc=f"QAT {init} W{bits}A{bits}",
+               disable=not progress, leave=False)
+    for _ in range(epochs):
+        runner.set_bn("update")
+        for x, y in loader:
+            optimizer.zero_grad(set_to_none=True)
+            loss = nn.functional.cross_entropy(runner(x.to(device)), y.to(device))
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            optimizer.step()
+            schedule.step()
+            bar.update()
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        history.accuracy.append(top1(runner.set_bn("batch"), None, test, device))
+    bar.close()
+    if epochs > 0:
+        history.final_running_bn = top1(runner.set_bn("running"), None, test, device)
+    return model.eval(), history

@@ -1,0 +1,137 @@
+"""QAT from each starting point for a set of unseen test architectures.
+
+For each of ``archs`` test architectures of the ``efficient`` space (the GHNs' own
+space, so GHN starting points are in distribution) and each starting point: QAT at
+``bits`` for ``epochs`` (:func:`~ghn_pyg.study.qat.qat_train`), top-1 per epoch in
+``qat.csv``. Finished (architecture, start) pairs are skipped on a rerun.
+"""
+
+from __future__ import annotations
+
+import csv
+import statistics
+from pathlib import Path
+from typing import Sequence
+
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from ..fileio import atomic_path
+from ..report import markdown_table
+from .qat import check_start, qat_train
+
+__all__ = ["run_qat_study", "qat_table", "plot_qat_curves"]
+
+_FIELDS = ["arch", "init", "bits", "epoch", "accuracy", "final_running_bn"]
+
+
+def run_qat_study(archs: int, inits: Sequence[str], train: Dataset, test: Dataset,
+                  out: str | Path, bits: int = 4, epochs: int = 3, lr: float = 0.05,
+                  batch_size: int = 128, seed: int = 0, progress: bool = True) -> Path:
+    """QAT of ``archs`` efficient test architectures from every start in ``inits``.
+
+    Args:
+        archs: how many test architectures (seed 0 of the ``test`` split).
+        inits: starting points (:func:`~ghn_pyg.study.qat.start_names`).
+        train, test: image datasets; the input shape comes from ``train``.
+        out: folder of ``qat.csv``.
+        bits, epochs, lr, batch_size, seed: as in :func:`~ghn_pyg.study.qat.qat_train`.
+        progress: show a progress bar.
+
+    Returns:
+        The CSV path (one row per architecture, start and epoch).
+
+    Raises:
+        ValueError: an unknown starting point.
+    """
+    from ..data.archgraph_dataset import sample_specs
+    from ..spaces import get_space
+
+    for init in inits:
+        check_start(init)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "qat.csv"
+    done = set()
+    if path.is_file():
+        done = {(r["arch"], r["init"]) for r in csv.DictReader(path.open())}
+    in_shape = tuple(train[0][0].shape)
+    space = get_space("efficient")
+    specs = sample_specs(space, "test", archs, seed=0)
+    jobs = [(i, init) for i in range(len(specs)) for init in inits
+            if (f"efficient-test-{i:02d}", init) not in done]
+    new_file = not path.is_file()
+    with path.open("a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=_FIELDS)
+        if new_file:
+            writer.writeheader()
+        for i, init in tqdm(jobs, desc="QAT study", disable=not progress):
+            module = space.build(specs[i], in_shape[0], 10)
+            _, history = qat_train(module, init, train, test, bits, epochs, batch_size, lr,
+                                   seed, progress=False)
+            final = "" if history.final_running_bn is None else f"{history.final_running_bn:.4f}"
+            writer.writerows({"arch": f"efficient-test-{i:02d}", "init": init, "bits": bits,
+                              "epoch": epoch, "accuracy": f"{acc:.4f}", "final_running_bn": final}
+                             for epoch, acc in enumerate(history.accuracy))
+            handle.flush()
+    return path
+
+
+def _curves(path: str | Path) -> dict[str, dict[str, list[float]]]:
+    """``{init: {arch: [accuracy per epoch]}}`` from ``qat.csv``."""
+    curves: dict[str, dict[str, list[float]]] = {}
+    for row in csv.DictReader(Path(path).open()):
+        curves.setdefault(row["init"], {}).setdefault(row["arch"], []).append(float(row["accuracy"]))
+    return curves
+
+
+def qat_table(path: str | Path, target: float) -> str:
+    """Markdown: per start, mean top-1 (%) per epoch and the epochs to reach ``target``.
+
+    The last column is the mean first epoch reaching ``target`` (a fraction) over the
+    architectures that reach it, and how many do.
+    """
+    curves = _curves(path)
+    epochs = max((len(c) for arch_curves in curves.values() for c in arch_curves.values()),
+                 default=0)
+    rows = []
+    for init, arch_curves in curves.items():
+        means = [statistics.fmean(c[e] for c in arch_curves.values() if len(c) > e) * 100
+                 for e in range(epochs)]
+        reached = [next(e for e, a in enumerate(c) if a >= target)
+                   for c in arch_curves.values() if max(c) >= target]
+        to_target = (f"{statistics.fmean(reached):.1f} ({len(reached)}/{len(arch_curves)})"
+                     if reached else f"- (0/{len(arch_curves)})")
+        rows.append([init] + [f"{m:.1f}" for m in means] + [to_target])
+    header = ["start"] + [f"epoch {e}" for e in range(epochs)] + [f"epochs to {100 * target:.0f}%"]
+    return markdown_table(header, rows)
+
+
+def plot_qat_curves(path: str | Path, target_path: str | Path, target: float) -> Path | None:
+    """Mean top-1 vs epoch per start (with the target as a line); None without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for init, arch_curves in _curves(path).items():
+        epochs = max(len(c) for c in arch_curves.values())
+        means = [statistics.fmean(c[e] for c in arch_curves.values() if len(c) > e) * 100
+                 for e in range(epochs)]
+        ax.plot(range(epochs), means, marker="o", label=init)
+    ax.axhline(100 * target, color="grey", linestyle="--", linewidth=1)
+    ax.set_xlabel("QAT epoch (0 = the starting point)")
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_title("QAT from each starting point (mean over architectures)", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    try:
+        with atomic_path(target_path) as tmp:
+            fig.savefig(tmp, format="png", dpi=120)
+    finally:
+        plt.close(fig)
+    return Path(target_path)

@@ -1,0 +1,98 @@
+"""QAT from a chosen starting point: the API, the study part, the CLI and bad input."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+from torch import nn
+
+from ghn_pyg.cli import main
+from ghn_pyg.data import load_images
+from ghn_pyg.spaces import get_space
+from ghn_pyg.study.qat import QATHistory, initial_params, qat_train
+from ghn_pyg.study.qat_study import qat_table, run_qat_study
+
+
+@pytest.fixture(scope="module")
+def images():
+    train = load_images("synthetic", "train", synthetic_shape=(1, 28, 28))
+    test = load_images("synthetic", "test", synthetic_shape=(1, 28, 28))
+    return (torch.utils.data.Subset(train, range(512)), torch.utils.data.Subset(test, range(256)))
+
+
+def small_net():
+    space = get_space("blocks")
+    return space.build(space.make_spec("plain", 1, 8), 1, 10)
+
+
+def test_qat_trains_the_quantized_network_and_records_epochs(images):
+    train, test = images
+    module = small_net()
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    model, history = qat_train(module, "he", train, test, bits=4, epochs=3, batch_size=64, lr=0.1,
+                               progress=False)
+    assert all(torch.equal(v, module.state_dict()[k]) for k, v in before.items())  # untouched
+    assert len(history.accuracy) == 4 and history.final_running_bn is not None
+    assert history.accuracy[-1] > history.accuracy[0] + 0.2  # synthetic classes are learnable
+    bn = next(m for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+    assert not torch.equal(bn.running_var, torch.ones_like(bn.running_var))  # QAT tracked BN
+    start = initial_params("he", module, (1, 28, 28), seed=0)
+    assert all(not torch.equal(p, start[n]) for n, p in model.named_parameters() if p.dim() > 1)
+
+
+def test_ghn_starts_condition_on_the_bits():
+    module = get_space("efficient").build(get_space("efficient").sample(__import__("random").Random(0)),
+                                          1, 10)
+    w4 = initial_params("ghn-qat", module, (1, 28, 28), bits=4)
+    w2 = initial_params("ghn-qat", module, (1, 28, 28), bits=2)
+    assert set(w4) == {n for n, _ in module.named_parameters()}
+    assert any(not torch.equal(w4[k], w2[k]) for k in w4)
+    float_ghn = [initial_params("ghn", module, (1, 28, 28), bits=b) for b in (4, 2)]
+    assert all(torch.equal(float_ghn[0][k], float_ghn[1][k]) for k in w4)  # trained on 32 only
+
+
+def test_epochs_to_target():
+    history = QATHistory("he", 4, [0.1, 0.5, 0.8, 0.7])
+    assert history.epochs_to(0.5) == 1 and history.epochs_to(0.8) == 2
+    assert history.epochs_to(0.9) is None
+
+
+def test_qat_study_resumes_and_tabulates(images, tmp_path):
+    train, test = images
+    path = run_qat_study(2, ["he", "orthogonal"], train, test, tmp_path, epochs=1, progress=False)
+    rows = list(csv.DictReader(path.open()))
+    assert len(rows) == 2 * 2 * 2 and {r["epoch"] for r in rows} == {"0", "1"}
+    run_qat_study(2, ["he", "orthogonal"], train, test, tmp_path, epochs=1, progress=False)
+    assert len(list(csv.DictReader(path.open()))) == len(rows)  # nothing ran again
+    table = qat_table(path, target=0.0)
+    assert "| he " in table and "epoch 1" in table and "0.0 (2/2)" in table
+    with pytest.raises(ValueError, match="unknown initialization 'glorious'"):
+        run_qat_study(1, ["glorious"], train, test, tmp_path, progress=False)
+
+
+def test_qat_bad_inputs(images):
+    train, test = images
+    with pytest.raises(ValueError, match="QAT bits must be 2..8"):
+        qat_train(small_net(), "he", train, test, bits=32, progress=False)
+    with pytest.raises(ValueError, match="unknown initialization 'nope'"):
+        qat_train(small_net(), "nope", train, test, progress=False)
+
+
+def test_qat_cli(tmp_path, capsys):
+    spec = tmp_path / "spec.json"
+    space = get_space("blocks")
+    spec.write_text(__import__("json").dumps(space.make_spec("dwsep", 1, 8)))
+    args = ["qat", "--spec", str(spec), "--init", "he", "--bits", "4", "--epochs", "1",
+            "--data", "synthetic", "--max-train-images", "256", "--max-test-images", "128",
+            "--target", "1", "--out", str(tmp_path / "out")]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "top-1 W4A4" in text and "1% reached at epoch 0" in text
+    rows = list(csv.DictReader((tmp_path / "out" / "qat.csv").open()))
+    assert [r["epoch"] for r in rows] == ["0", "1"]
+    state = torch.load(tmp_path / "out" / "model.pt", weights_only=True)
+    assert set(state) == set(space.build(space.make_spec("dwsep", 1, 8), 1, 10).state_dict())
+    assert main(args[:5] + ["--init", "nope"] + args[7:]) == 2
+    assert "unknown initialization 'nope'" in capsys.readouterr().err
