@@ -180,10 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``ghn-pyg``; returns the exit status."""
-    args = build_parser().parse_args(argv)
     # torch_geometric's import calls the deprecated torch.jit.script; not the user's concern.
     warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated",
                             category=FutureWarning)
+    args = build_parser().parse_args(argv)
     from .errors import DatasetError, GraphBuildError
 
     from .commands.graphs import cmd_graph, cmd_make_dataset, cmd_zoo

@@ -28,3 +28,12 @@ def test_custom_layer_trains(capsys):
 def test_custom_layer_trains_quantized():
     losses = load("custom_layer").main(["--steps", "3", "--bits", "4"])
     assert all(math.isfinite(v) for v in losses)
+
+
+def test_init_study_script_is_the_cli_command(tmp_path, capsys):
+    out = tmp_path / "study"
+    assert load("init_study").main(["--preset", "smoke", "--data", "synthetic", "--families",
+                                    "plain", "--inits", "orthogonal", "--qat-archs", "0",
+                                    "--out", str(out)]) == 0
+    assert "| orthogonal " in capsys.readouterr().out
+    assert (out / "runs.csv").read_text().count("\n") == 1 + 4 and not (out / "qat.csv").exists()
