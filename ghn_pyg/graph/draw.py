@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from ..fileio import atomic_path
+from ..plotting import pyplot, save_figure
 from .archgraph import ArchGraph
 from .ops import PRIMITIVES, QUANTIZABLE_OPS
 
@@ -74,13 +75,9 @@ def draw(graph: ArchGraph, path: str | os.PathLike) -> Path:
     if suffix not in (".png", ".svg", ".pdf"):
         raise ValueError(f"cannot draw to {path.name!r}: use .dot, .png, .svg or .pdf")
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot(required=True)
     except ImportError as err:
-        raise ImportError("drawing images needs matplotlib: pip install 'ghn_pyg[plots]' "
-                          "(or write a .dot file)") from err
+        raise ImportError(f"{err} (or write a .dot file)") from err
 
     levels = graph.level_fw.tolist()
     rows: dict[int, list[int]] = {}
@@ -102,10 +99,5 @@ def draw(graph: ArchGraph, path: str | os.PathLike) -> Path:
     ax.set_ylim(-max(rows) - 0.7, 0.7)
     ax.set_axis_off()
     ax.set_title(f"{graph.name}: {graph.num_nodes} nodes, {len(rows)} levels", fontsize=9)
-    fig.tight_layout()
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=suffix[1:], dpi=110)
-    finally:
-        plt.close(fig)
+    save_figure(fig, path, dpi=110)
     return path

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from ..inits import INITIALIZERS, init_params
 from ..quant.ptq import ptq_evaluate
 from ..quant.runner import quantize
+from ..plotting import pyplot, save_figure
 from ..report import markdown_table
 from ..spaces.blocks import FAMILIES, BlocksSpace
 from ..train.evaluate import sgd_train, top1
@@ -230,12 +231,8 @@ def write_report(path: str | Path, out: str | Path, qat_path: str | Path | None 
     with atomic_path(out / "summary.md") as tmp:
         tmp.write_text("\n".join(text))
     written.append(out / "summary.md")
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return written
     families = list(dict.fromkeys(r["family"] for r in rows))
     inits = list(dict.fromkeys(r["init"] for r in rows))
@@ -249,17 +246,15 @@ def write_report(path: str | Path, out: str | Path, qat_path: str | Path | None 
         ax.set_yticks(range(len(inits)), inits, fontsize=8)
         ax.set_title(f"accuracy drop at {setting} (points)", fontsize=9)
         fig.colorbar(image, ax=ax)
-        written.append(_save_figure(fig, out / f"drop_{setting}.png"))
-    written.append(_plot_accuracy_vs_bits(rows, out / "accuracy_vs_bits.png"))
+        written.append(save_figure(fig, out / f"drop_{setting}.png", dpi=110))
+    written.append(_plot_accuracy_vs_bits(plt, rows, out / "accuracy_vs_bits.png"))
     if qat_path is not None:
         written.append(plot_qat_curves(qat_path, out / "qat_curves.png", qat_target))
     return written
 
 
-def _plot_accuracy_vs_bits(rows: list[dict[str, str]], target: Path) -> Path:
+def _plot_accuracy_vs_bits(plt, rows: list[dict[str, str]], target: Path) -> Path:
     """Mean top-1 over families and seeds, FP32 then each weight-and-activation setting."""
-    import matplotlib.pyplot as plt
-
     labels = ["FP32"] + [s for s in dict.fromkeys(r["setting"] for r in rows)
                          if s.startswith("W") and s[1:].split("A")[0] == s.split("A")[-1]]
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
@@ -274,19 +269,4 @@ def _plot_accuracy_vs_bits(rows: list[dict[str, str]], target: Path) -> Path:
     ax.set_title("accuracy vs bit-width per initializer (mean over families)", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
-    return _save_figure(fig, target)
-
-
-def _save_figure(fig, target: Path) -> Path:
-    """Save ``fig`` as a PNG atomically and close it."""
-    import matplotlib.pyplot as plt
-
-    from ..fileio import atomic_path
-
-    try:
-        fig.tight_layout()
-        with atomic_path(target) as tmp:
-            fig.savefig(tmp, format="png", dpi=110)
-    finally:
-        plt.close(fig)
-    return target
+    return save_figure(fig, target, dpi=110)

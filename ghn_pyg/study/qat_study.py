@@ -16,7 +16,7 @@ from typing import Sequence
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from ..fileio import atomic_path
+from ..plotting import pyplot, save_figure
 from ..report import markdown_table
 from .qat import check_start, qat_train
 
@@ -109,12 +109,8 @@ def qat_table(path: str | Path, target: float) -> str:
 
 def plot_qat_curves(path: str | Path, target_path: str | Path, target: float) -> Path | None:
     """Mean top-1 vs epoch per start (with the target as a line); None without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return None
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for init, arch_curves in _curves(path).items():
@@ -128,10 +124,4 @@ def plot_qat_curves(path: str | Path, target_path: str | Path, target: float) ->
     ax.set_title("QAT from each starting point (mean over architectures)", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    try:
-        with atomic_path(target_path) as tmp:
-            fig.savefig(tmp, format="png", dpi=120)
-    finally:
-        plt.close(fig)
-    return Path(target_path)
+    return save_figure(fig, target_path)

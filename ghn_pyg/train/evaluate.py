@@ -17,6 +17,7 @@ from ..data.archgraph_dataset import ArchGraphDataset
 from ..fileio import atomic_path
 from ..inits import init_params
 from ..nn.ghn import GHN
+from ..plotting import pyplot, save_figure
 from ..quant.runner import QuantizedModel, quantize
 from ..quant.spec import QuantSpec, annotate
 from ..report import markdown_table
@@ -245,12 +246,8 @@ def write_results(rows: Sequence[EvalRow], folder: str | Path, title: str = "") 
 
 
 def _plot(rows: Sequence[EvalRow], path: Path, title: str) -> Path | None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return None
     summary = summarize(rows)
     bits = sorted({r.bits for r in rows}, reverse=True)
@@ -265,13 +262,7 @@ def _plot(rows: Sequence[EvalRow], path: Path, title: str) -> Path | None:
     ax.set_title(title or "accuracy vs bit-width", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=120)
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def regression_accuracy(ghn: GHN, images: Dataset, bits: int, archs: int = 5, seed: int = 0,
