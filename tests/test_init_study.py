@@ -33,8 +33,17 @@ def test_smoke_preset_end_to_end_and_resume(tmp_path, capsys):
     qat_rows = list(csv.DictReader((out / "qat.csv").open()))
     assert [(r["init"], r["epoch"]) for r in qat_rows] == [("ghn-qat", "0"), ("ghn-qat", "1"),
                                                            ("he_normal", "0"), ("he_normal", "1")]
+    layers = list(csv.DictReader((out / "layers.csv").open()))
+    runs = {(r["family"], r["init"], r["seed"]) for r in rows}
+    assert {(r["family"], r["init"], r["seed"]) for r in layers} == runs
+    for run in runs:  # stem, three stages, head at least
+        assert sum((r["family"], r["init"], r["seed"]) == run for r in layers) >= 5
+    for r in layers:
+        assert float(r["absmax"]) >= max(-float(r["min"]), float(r["max"])) - 1e-6
+        assert 0 < float(r["qmse_w_W8A8"]) < float(r["qmse_w_W2A2"])
     assert main(args) == 0  # everything done: nothing runs again
     assert len(list(csv.DictReader((out / "runs.csv").open()))) == len(rows)
+    assert len(list(csv.DictReader((out / "layers.csv").open()))) == len(layers)
     assert len(list(csv.DictReader((out / "qat.csv").open()))) == len(qat_rows)
 
 

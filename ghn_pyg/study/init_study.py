@@ -35,6 +35,9 @@ __all__ = ["StudyConfig", "PRESETS", "run_study", "study_table", "GHN_INITS"]
 _SETTINGS: tuple[tuple[int, int], ...] = ((8, 8), (4, 4), (2, 2), (8, 32))
 _FIELDS = ["family", "init", "seed", "setting", "start_fp32", "end_fp32", "accuracy", "drop",
            "qmse_w", "qmse_a", "weight_absmax", "weight_std"]
+_LAYER_SETTINGS = ("W8A8", "W4A4", "W2A2")
+_LAYER_FIELDS = (["family", "init", "seed", "layer", "numel", "start_absmax", "start_std", "min",
+                  "max", "absmax", "std"] + [f"qmse_w_{s}" for s in _LAYER_SETTINGS])
 
 
 @dataclass
@@ -111,6 +114,9 @@ def run_study(config: StudyConfig, train: Dataset, test: Dataset, out: str | Pat
               progress: bool = True) -> Path:
     """Run every (family, initializer, seed) not yet in ``out/runs.csv``.
 
+    Also writes ``out/layers.csv``: per run and conv/linear weight, its range and
+    spread at the start and after training and its quantization MSE per setting.
+
     Returns:
         The CSV path (one row per run and quantization setting).
     """
@@ -129,11 +135,15 @@ def run_study(config: StudyConfig, train: Dataset, test: Dataset, out: str | Pat
     space = BlocksSpace()
     jobs = [(f, i, s) for f in config.families for i in config.inits for s in range(config.seeds)
             if (f, i, s) not in done]
+    layers_path = _keep_finished_layer_rows(out / "layers.csv", done)
     new_file = not path.is_file()
-    with path.open("a", newline="") as handle:
+    with path.open("a", newline="") as handle, layers_path.open("a", newline="") as layer_handle:
         writer = csv.DictWriter(handle, fieldnames=_FIELDS)
+        layer_writer = csv.DictWriter(layer_handle, fieldnames=_LAYER_FIELDS)
         if new_file:
             writer.writeheader()
+        if layer_handle.tell() == 0:
+            layer_writer.writeheader()
         for family, init, seed in tqdm(jobs, desc="init study", disable=not progress):
             spec = space.make_spec(family, config.depth, config.width)
             torch.manual_seed(seed)
@@ -152,6 +162,8 @@ def run_study(config: StudyConfig, train: Dataset, test: Dataset, out: str | Pat
             weights = [p.detach() for n, p in trained.named_parameters() if p.dim() > 1]
             absmax = statistics.fmean(float(w.abs().max()) for w in weights)
             std = statistics.fmean(float(w.std()) for w in weights)
+            layer_writer.writerows(_layer_rows((family, init, seed), params, trained, results))
+            layer_handle.flush()  # before the run's rows: a finished run has its layers
             fp32 = results[0].accuracy
             for r in results[1:]:
                 writer.writerow({"family": family, "init": init, "seed": seed, "setting": r.label,
@@ -161,6 +173,44 @@ def run_study(config: StudyConfig, train: Dataset, test: Dataset, out: str | Pat
                                  "weight_absmax": f"{absmax:.4f}", "weight_std": f"{std:.4f}"})
             handle.flush()
     return path
+
+
+def _keep_finished_layer_rows(path: Path, done: set[tuple[str, str, int]]) -> Path:
+    """Drop layer rows of runs that did not finish (they will run again); returns ``path``."""
+    if not path.is_file():
+        return path
+    rows = list(csv.DictReader(path.open()))
+    kept = [r for r in rows if (r["family"], r["init"], int(r["seed"])) in done]
+    if len(kept) < len(rows):
+        from ..fileio import atomic_path
+
+        with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=_LAYER_FIELDS)
+            writer.writeheader()
+            writer.writerows(kept)
+    return path
+
+
+def _layer_rows(run: tuple[str, str, int], initial: dict[str, torch.Tensor], trained: nn.Module,
+                results: Sequence) -> list[dict[str, str]]:
+    """Per conv/linear weight: its range and spread at the start and after training, and
+    its quantization MSE at each setting."""
+    rows = []
+    for name, param in trained.named_parameters():
+        if param.dim() < 2:
+            continue
+        start, end = initial[name], param.detach()
+        layer = name.rsplit(".", 1)[0]
+        row = {"family": run[0], "init": run[1], "seed": run[2], "layer": name,
+               "numel": param.numel(), "start_absmax": f"{float(start.abs().max()):.4g}",
+               "start_std": f"{float(start.std()):.4g}", "min": f"{float(end.min()):.4g}",
+               "max": f"{float(end.max()):.4g}", "absmax": f"{float(end.abs().max()):.4g}",
+               "std": f"{float(end.std()):.4g}"}
+        for r in results[1:]:
+            if r.label in _LAYER_SETTINGS:
+                row[f"qmse_w_{r.label}"] = f"{r.layers.get(layer, (float('nan'),))[0]:.3e}"
+        rows.append(row)
+    return rows
 
 
 def study_table(path: str | Path, setting: str = "W4A4") -> str:
