@@ -96,3 +96,16 @@ def test_qat_cli(tmp_path, capsys):
     assert set(state) == set(space.build(space.make_spec("dwsep", 1, 8), 1, 10).state_dict())
     assert main(args[:5] + ["--init", "nope"] + args[7:]) == 2
     assert "unknown initialization 'nope'" in capsys.readouterr().err
+
+
+def test_network_from_args_builds_specs_and_models(tmp_path):
+    from ghn_pyg.commands.networks import network_from_args
+
+    net = network_from_args("torchvision:resnet18", None, (1, 1, 28, 28), 10)
+    assert net.conv1.in_channels == 1 and net.fc.out_features == 10
+    with pytest.raises(ValueError, match="cannot read spec"):
+        network_from_args(None, str(tmp_path / "missing.json"), (1, 1, 28, 28), 10)
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    with pytest.raises(ValueError, match="cannot read spec"):
+        network_from_args(None, str(broken), (1, 1, 28, 28), 10)
