@@ -2,12 +2,15 @@
 
 For each split (the unseen ``test`` architectures of the ``efficient`` space, the
 out-of-distribution ``wide``, ``deep`` and ``nobn`` splits, and the torchvision zoo
-adapted to 1x28x28): the first ``--archs`` architectures (seed 0), top-1 on the first
-``--images`` Fashion-MNIST test images at FP32, W8A8, W4A4 and W2A2, BN on batch
-statistics (GHN-2's protocol), mean ± standard error over architectures. On the test
+adapted to 1x28x28): the first ``--archs`` test architectures (``--ood-archs`` of the
+other splits, ``--torchvision-archs`` zoo models; seed 0), top-1 on the first
+``--images`` Fashion-MNIST test images (``--ood-images`` for the other splits) at
+FP32, W8A8, W4A4 and W2A2, BN on batch statistics (GHN-2's protocol), mean ± standard
+error over architectures. On the test
 split the first ``--sgd-archs`` architectures are also trained with SGD for
-``--sgd-epochs`` on the training images (55,000; the 5,000 validation images are held
-out) and quantized post-training, giving the predicted / trained accuracy ratio.
+``--sgd-epochs`` on the first ``--sgd-train-images`` training images (the 5,000
+validation images are held out) and quantized post-training, giving the predicted /
+trained accuracy ratio.
 Each split's rows go to ``OUT/SPLIT/`` (CSV, markdown, plot); a finished split is
 read back instead of run again; ``OUT/table.md`` collects them.
 
@@ -24,6 +27,8 @@ import warnings
 from pathlib import Path
 
 warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", category=FutureWarning)
+
+from torch.utils.data import Subset  # noqa: E402
 
 from ghn_pyg.data import load_images, sample_specs  # noqa: E402
 from ghn_pyg.fileio import atomic_path  # noqa: E402
@@ -57,16 +62,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--splits", default="test,wide,deep,nobn,torchvision")
     parser.add_argument("--archs", type=int, default=20)
-    parser.add_argument("--torchvision-archs", type=int, default=8)
-    parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument("--ood-archs", type=int, default=10)
+    parser.add_argument("--torchvision-archs", type=int, default=5)
+    parser.add_argument("--images", type=int, default=1000)
+    parser.add_argument("--ood-images", type=int, default=1000)
     parser.add_argument("--sgd-archs", type=int, default=20)
     parser.add_argument("--sgd-epochs", type=int, default=1)
+    parser.add_argument("--sgd-train-images", type=int, default=10000,
+                        help="the first N training images for SGD (0: all 55,000)")
     parser.add_argument("--out", default="results/fmnist")
     args = parser.parse_args()
     ghns = {"GHN (float)": GHN.from_pretrained("ghn-fmnist"),
             "GHN-QAT": GHN.from_pretrained("ghn-qat-fmnist")}
     test_images = load_images("fashion-mnist", "test")
     train_images = load_images("fashion-mnist", "train")
+    if args.sgd_train_images:
+        train_images = Subset(train_images, range(min(args.sgd_train_images, len(train_images))))
     out = Path(args.out)
     table, ratio_lines = [], []
     for split in args.splits.split(","):
@@ -75,16 +86,19 @@ def main() -> None:
             rows = read_rows(folder / "results.csv")
         else:
             started = time.perf_counter()
-            count = args.torchvision_archs if split == "torchvision" else args.archs
+            count = {"test": args.archs, "torchvision": args.torchvision_archs}.get(
+                split, args.ood_archs)
+            images = args.images if split == "test" else args.ood_images
             archs = ModuleArchs(split_models(split, count), (1, 28, 28))
-            rows = evaluate_split(archs, test_images, ghns, BITS, ("he",), max_images=args.images)
+            rows = evaluate_split(archs, test_images, ghns, BITS, ("he",), max_images=images)
             if split == "test" and args.sgd_epochs > 0:
                 sgd = ModuleArchs(split_models(split, args.sgd_archs), (1, 28, 28))
                 rows += [r for r in evaluate_split(sgd, test_images, {}, BITS, (),
                                                    max_images=args.images,
                                                    sgd_epochs=args.sgd_epochs,
                                                    train_images=train_images)]
-            write_results(rows, folder, f"{split}: {len({r.arch for r in rows})} architectures")
+            write_results(rows, folder, f"{split}: {len({r.arch for r in rows})} architectures, "
+                                        f"{images} test images")
             print(f"{split}: {(time.perf_counter() - started) / 60:.1f} min")
         summary = summarize(rows)
         archs_in = {m: n for (m, _), (_, _, n) in summary.items()}
