@@ -308,12 +308,13 @@ def _plot_accuracy_vs_bits(plt, rows: list[dict[str, str]], target: Path) -> Pat
     labels = ["FP32"] + [s for s in dict.fromkeys(r["setting"] for r in rows)
                          if s.startswith("W") and s[1:].split("A")[0] == s.split("A")[-1]]
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for init in dict.fromkeys(r["init"] for r in rows):
+    for k, init in enumerate(dict.fromkeys(r["init"] for r in rows)):
         mine = [r for r in rows if r["init"] == init]
         means = [100 * statistics.fmean(float(r["end_fp32"]) for r in mine)]
         means += [100 * statistics.fmean(float(r["accuracy"]) for r in mine if r["setting"] == s)
                   for s in labels[1:]]
-        ax.plot(range(len(labels)), means, marker="o", label=init)
+        ax.plot(range(len(labels)), means, marker="o", label=init, color=plt.cm.tab20(k % 20),
+                linestyle="--" if init in GHN_INITS else "-")
     ax.set_xticks(range(len(labels)), labels)
     ax.set_ylabel("top-1 after float training + PTQ (%)")
     ax.set_title("accuracy vs bit-width per initializer (mean over families)", fontsize=9)

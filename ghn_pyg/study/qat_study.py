@@ -118,6 +118,7 @@ def plot_qat_curves(path: str | Path, target_path: str | Path, target: float) ->
         means = [statistics.fmean(c[e] for c in arch_curves.values() if len(c) > e) * 100
                  for e in range(epochs)]
         ax.plot(range(epochs), means, marker="o", label=init)
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.axhline(100 * target, color="grey", linestyle="--", linewidth=1)
     ax.set_xlabel("QAT epoch (0 = the starting point)")
     ax.set_ylabel("top-1 accuracy (%)")
