@@ -12,12 +12,15 @@ DEMO_TORCHVISION = ("resnet18", "mobilenet_v2", "efficientnet_b0")
 def cmd_train(args: argparse.Namespace) -> int:
     from ..train import Trainer, load_config
     from ..train.config import config_from_args
-    from ..train.distributed import teardown
+    from ..train.distributed import barrier, teardown
 
     config = config_from_args(args, load_config(args.config) if args.config else None)
     try:
         trainer = Trainer(config, resume=args.resume)
         metrics = trainer.train()
+        # Every rank finishes before any leaves: a rank tearing its gloo connections down
+        # while a peer still uses them aborts the peer at exit.
+        barrier(trainer.world)
     finally:
         teardown()
     if trainer.rank == 0:
