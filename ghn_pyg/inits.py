@@ -16,7 +16,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-__all__ = ["INITIALIZERS", "register_initializer", "init_params", "initializer_names"]
+__all__ = ["INITIALIZERS", "ALIASES", "register_initializer", "init_params", "initializer_names"]
 
 WeightInit = Callable[[Tensor, torch.Generator], Tensor]
 
@@ -74,6 +74,11 @@ INITIALIZERS: dict[str, WeightInit | None] = {
 }
 
 
+#: Short names accepted by :func:`init_params`.
+ALIASES: dict[str, str] = {"he": "he_normal", "kaiming": "he_normal", "xavier": "xavier_uniform",
+                           "glorot": "xavier_uniform"}
+
+
 def register_initializer(name: str, weight_init: WeightInit) -> None:
     """Add ``weight_init(weight, generator) -> new weight`` under ``name``."""
     if not callable(weight_init):
@@ -102,8 +107,7 @@ def init_params(name: str, module: nn.Module, seed: int = 0) -> dict[str, Tensor
     Raises:
         ValueError: unknown initializer (lists the known ones).
     """
-    name = {"he": "he_normal", "kaiming": "he_normal", "xavier": "xavier_uniform",
-            "glorot": "xavier_uniform"}.get(name, name)
+    name = ALIASES.get(name, name)
     if name not in INITIALIZERS:
         raise ValueError(f"unknown initializer {name!r}; known: {', '.join(INITIALIZERS)}")
     if INITIALIZERS[name] is None:

@@ -28,7 +28,7 @@ from ..plotting import pyplot, save_figure
 from ..report import markdown_table
 from ..spaces.blocks import FAMILIES, BlocksSpace
 from ..train.evaluate import sgd_train, top1
-from .qat import GHN_INITS, initial_params
+from .qat import GHN_INITS, check_start, initial_params
 
 __all__ = ["StudyConfig", "PRESETS", "run_study", "study_table", "GHN_INITS"]
 
@@ -82,10 +82,8 @@ class StudyConfig:
         if bad:
             raise ValueError(f"unknown initializer {bad[0]!r}; use "
                              f"{', '.join(list(INITIALIZERS) + list(GHN_INITS))}")
-        bad = [i for i in self.qat_inits if i not in INITIALIZERS and i not in GHN_INITS]
-        if bad:
-            raise ValueError(f"unknown QAT start {bad[0]!r}; use "
-                             f"{', '.join(list(INITIALIZERS) + list(GHN_INITS))}")
+        for init in self.qat_inits:
+            check_start(init)
         if not 2 <= self.qat_bits <= 8 or self.qat_archs < 0 or self.qat_epochs < 0:
             raise ValueError(f"QAT needs bits 2..8 and non-negative counts, got qat_bits="
                              f"{self.qat_bits}, qat_archs={self.qat_archs}, "

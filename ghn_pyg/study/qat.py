@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from ..inits import INITIALIZERS, init_params
+from ..inits import ALIASES, INITIALIZERS, init_params
 from ..quant.runner import quantize
 from ..quant.spec import FLOAT_BITS, QuantSpec
 from ..train.evaluate import top1
@@ -34,14 +34,14 @@ GHN_INITS = {"ghn": "ghn-fmnist", "ghn-qat": "ghn-qat-fmnist"}
 
 
 def start_names() -> list[str]:
-    """Every starting point :func:`initial_params` accepts (plus the aliases ``he``,
-    ``kaiming``, ``xavier`` and ``glorot``)."""
+    """Every starting point :func:`initial_params` accepts (plus
+    :data:`~ghn_pyg.inits.ALIASES`)."""
     return list(INITIALIZERS) + list(GHN_INITS)
 
 
 def check_start(init: str) -> None:
     """Raise ``ValueError`` listing the known starting points if ``init`` is not one."""
-    if init not in start_names() and init not in ("he", "kaiming", "xavier", "glorot"):
+    if init not in start_names() and init not in ALIASES:
         raise ValueError(f"unknown initialization {init!r}; known: {', '.join(start_names())}")
 
 
