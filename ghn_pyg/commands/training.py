@@ -57,11 +57,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     first = next(iter(trained.values()))
     bits = [int(b) for b in args.bits.split(",")]
     for name, ghn in ghns.items():
-        seen = set(ghn.trained_bits or (set(trained[name].get("bits") or []) | {32}))
-        if (ghn.trained_bits or trained[name]) and not set(bits) <= seen:
-            _warnings.warn(f"{name} was trained with bits {sorted(seen)}; evaluating "
-                           f"{sorted(set(bits) - seen)}: it predicts as for the nearest trained "
-                           "bit-width, and those parameters are quantized")
+        unseen = sorted(set(bits) - set(ghn.trained_bits or bits))
+        if unseen:
+            _warnings.warn(f"{name} was trained with bits {list(ghn.trained_bits)}; evaluating "
+                           f"{unseen}: it predicts as for the nearest trained bit-width, and "
+                           "those parameters are quantized")
     in_shape = tuple(args.in_shape or first.get("in_shape", (1, 28, 28)))
     space = args.space or first.get("space", "efficient")
     if first and space != first.get("space"):
