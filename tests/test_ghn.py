@@ -12,7 +12,7 @@ from torch_geometric.data import Batch
 
 from ghn_pyg import GHN, GraphBuildError, QuantSpec, annotate
 from ghn_pyg.nn import CheckpointError, decoder as decoder_module
-from ghn_pyg.nn.decoder import fit_to_shape
+from ghn_pyg.nn.tiling import fit_to_shape
 from ghn_pyg.nn.encoder import CHANNEL_BINS, nearest_bin
 from ghn_pyg.spaces import ZOO, zoo_input_shape
 
@@ -107,13 +107,13 @@ def test_batch_equals_single_graphs(ghn):
 
 def test_one_decoder_call_per_distinct_shape(ghn, monkeypatch):
     calls = []
-    original = decoder_module.WeightDecoder.forward
+    original = decoder_module.WeightDecoder.combine
 
-    def counting(self, h, shape):
-        calls.append((tuple(shape), h.shape[0]))
-        return original(self, h, shape)
+    def counting(self, u, v, s, shape, scale=1.0):
+        calls.append((tuple(shape), u.shape[0]))
+        return original(self, u, v, s, shape, scale)
 
-    monkeypatch.setattr(decoder_module.WeightDecoder, "forward", counting)
+    monkeypatch.setattr(decoder_module.WeightDecoder, "combine", counting)
     batch = Batch.from_data_list([zoo_graph("resnet18"), zoo_graph("resnet50")])
     with torch.no_grad():
         ghn(batch)

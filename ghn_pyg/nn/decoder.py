@@ -18,9 +18,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..graph.ops import PRIMITIVES
+from .tiling import fit_to_shape, tile
 
-__all__ = ["WeightDecoder", "VectorDecoder", "ParameterDecoder", "ParamTarget", "param_targets",
-           "fit_to_shape"]
+__all__ = ["WeightDecoder", "VectorDecoder", "ParameterDecoder", "ParamTarget", "param_targets"]
 
 _DEPTHWISE = PRIMITIVES.index("dw_conv")
 
@@ -86,30 +86,6 @@ def param_targets(batch: Any) -> list[ParamTarget]:
     return targets
 
 
-def fit_to_shape(tensor: Tensor, shape: Sequence[int], start_dim: int = 1) -> Tensor:
-    """Crop or tile the dims of ``tensor`` from ``start_dim`` on to ``shape``.
-
-    Spatial dims (the last two of a 5-D weight batch) are center-cropped; other dims
-    keep their leading part. Dims that are too small are tiled (repeated), in one
-    ``repeat`` for all of them, so the full-size tensor is written once.
-    """
-    out = tensor
-    reps = [1] * out.dim()
-    for dim, size in enumerate(shape, start=start_dim):
-        have = out.shape[dim]
-        if have > size:
-            spatial = out.dim() == 5 and dim >= 3
-            out = out.narrow(dim, (have - size) // 2 if spatial else 0, size)
-        elif have < size:
-            reps[dim] = -(-size // have)
-    if any(r > 1 for r in reps):
-        out = out.repeat(*reps)
-        for dim, size in enumerate(shape, start=start_dim):
-            if out.shape[dim] > size:
-                out = out.narrow(dim, 0, size)
-    return out
-
-
 class WeightDecoder(nn.Module):
     r"""Low-rank decoder of weights up to ``max_shape`` = (O, I, K_h, K_w).
 
@@ -118,7 +94,9 @@ class WeightDecoder(nn.Module):
         z = \mathrm{ReLU}(A h + a)
 
     with :math:`U, V, S` linear in :math:`z`. Only the needed slice is computed
-    (leading channels, centre of the kernel); larger shapes are tiled.
+    (leading channels, centre of the kernel); larger shapes are tiled. The sum runs
+    as one batched matmul of :math:`U` with :math:`V \odot S` (an [R, I, K_h K_w]
+    product per node, much smaller than :math:`U \odot V`).
 
     Args:
         hid: node embedding size.
@@ -149,30 +127,60 @@ class WeightDecoder(nn.Module):
         with torch.no_grad():
             self.spatial_factors.weight.mul_(math.sqrt(8.0 / self.rank))
 
-    def forward(self, h: Tensor, shape: Sequence[int]) -> Tensor:
-        """Decode ``n`` weights of one 4-D ``shape``.
+    def factors(self, h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The full-size factors of ``n`` nodes, for any of their shapes.
+
+        Args:
+            h: [n, hid] node embeddings.
+
+        Returns:
+            ``U`` [n, O, R], ``V`` [n, I, R] and ``S`` [n, R, K_h, K_w].
+        """
+        n = h.shape[0]
+        out_max, in_max, kh_max, kw_max = self.max_shape
+        z = F.relu(self.trunk(h))
+        return (self.out_factors(z).view(n, out_max, self.rank),
+                self.in_factors(z).view(n, in_max, self.rank),
+                self.spatial_factors(z).view(n, self.rank, kh_max, kw_max))
+
+    def combine(self, u: Tensor, v: Tensor, s: Tensor, shape: Sequence[int],
+                scale: float = 1.0) -> Tensor:
+        """The cores of ``n`` weights of one 4-D ``shape`` from their :meth:`factors`.
+
+        Args:
+            u, v, s: [n, O, R], [n, I, R], [n, R, K_h, K_w].
+            shape: (out, in, kh, kw).
+            scale: a factor applied to every entry (e.g. the fan-in normalisation).
+
+        Returns:
+            [n, min(out, O), min(in, I), min(kh, K_h), min(kw, K_w)], contiguous: the
+            decoded cores, to be tiled to ``shape`` with :func:`~ghn_pyg.nn.tiling.tile`.
+        """
+        n = u.shape[0]
+        out_max, in_max, kh_max, kw_max = self.max_shape
+        o, i = min(shape[0], out_max), min(shape[1], in_max)
+        kh, kw = min(shape[2], kh_max), min(shape[3], kw_max)
+        u = u[:, :o]
+        if scale != 1.0:
+            u = u * scale
+        top, left = (kh_max - kh) // 2, (kw_max - kw) // 2
+        s = s[:, :, top:top + kh, left:left + kw].reshape(n, self.rank, 1, kh * kw)
+        in_spatial = v[:, :i].transpose(1, 2).unsqueeze(-1) * s  # [n, R, i, kh * kw]
+        in_spatial = in_spatial.reshape(n, self.rank, i * kh * kw)
+        return torch.bmm(u, in_spatial).view(n, o, i, kh, kw)
+
+    def forward(self, h: Tensor, shape: Sequence[int], scale: float = 1.0) -> Tensor:
+        """Decode the cores of ``n`` weights of one 4-D ``shape`` (see :meth:`combine`).
 
         Args:
             h: [n, hid] embeddings of the nodes that own them.
             shape: (out, in, kh, kw).
+            scale: a factor applied to every entry.
 
         Returns:
-            [n, min(out, O), min(in, I), min(kh, K_h), min(kw, K_w)]: the decoded core,
-            to be tiled to ``shape`` with :func:`fit_to_shape`.
+            [n, min(out, O), min(in, I), min(kh, K_h), min(kw, K_w)].
         """
-        n = h.shape[0]
-        out_max, in_max, kh_max, kw_max = self.max_shape
-        o, i = min(shape[0], out_max), min(shape[1], in_max)
-        kh, kw = min(shape[2], kh_max), min(shape[3], kw_max)
-        z = F.relu(self.trunk(h))
-        u = F.linear(z, self.out_factors.weight[: o * self.rank],
-                     self.out_factors.bias[: o * self.rank]).view(n, o, self.rank)
-        v = F.linear(z, self.in_factors.weight[: i * self.rank],
-                     self.in_factors.bias[: i * self.rank]).view(n, i, self.rank)
-        s = self.spatial_factors(z).view(n, self.rank, kh_max, kw_max)
-        top, left = (kh_max - kh) // 2, (kw_max - kw) // 2
-        s = s[:, :, top:top + kh, left:left + kw]
-        return torch.einsum("nor,nir,nrkl->noikl", u, v, s)
+        return self.combine(*self.factors(h), shape, scale)
 
 
 class VectorDecoder(nn.Module):
@@ -200,19 +208,27 @@ class VectorDecoder(nn.Module):
         self.trunk.reset_parameters()
         self.heads.reset_parameters()
 
+    def heads_of(self, h: Tensor) -> Tensor:
+        """Every head's output for ``n`` nodes: [n, hid] -> [n, len(kinds), max_len]."""
+        return self.heads(F.relu(self.trunk(h))).view(h.shape[0], len(self.kinds), self.max_len)
+
+    def select(self, heads: Tensor, length: int, kind: str) -> Tensor:
+        """One kind's vectors from :meth:`heads_of`, fitted to ``length``: [n, length]."""
+        if kind not in self.kinds:
+            raise ValueError(f"unknown vector kind {kind!r}; this decoder has {self.kinds}")
+        return fit_to_shape(heads[:, self.kinds.index(kind)], (length,))
+
     def forward(self, h: Tensor, length: int, kind: str) -> Tensor:
         """Decode ``n`` vectors: [n, hid] -> [n, length]."""
-        k = self.kinds.index(kind)
-        z = F.relu(self.trunk(h))
-        rows = slice(k * self.max_len, (k + 1) * self.max_len)
-        out = F.linear(z, self.heads.weight[rows], self.heads.bias[rows])
-        return fit_to_shape(out, (length,))
+        return self.select(self.heads_of(h), length, kind)
 
 
 class ParameterDecoder(nn.Module):
     r"""Predicts every parameter of every graph of a batch.
 
-    Targets are grouped by (kind, shape) across the batch, one decoder call per group.
+    Targets are grouped by (kind, shape) across the batch. The decoders' per-node
+    layers run once for all nodes of the batch; each group is then one
+    :meth:`WeightDecoder.combine` (or one slice of the vector heads).
     With ``normalize`` (GHN-2's parameter normalisation):
 
     .. math::
@@ -254,25 +270,47 @@ class ParameterDecoder(nn.Module):
             key = (target.kind, _padded(target.shape) if target.kind == "weight"
                    else math.prod(target.shape), target.depthwise)
             groups.setdefault(key, []).append(t)
+        weight_groups = [(key, m) for key, m in groups.items() if key[0] == "weight"]
+        vector_groups = [(key, m) for key, m in groups.items() if key[0] != "weight"]
         decoded: list[Tensor | None] = [None] * len(targets)
-        for (kind, size, depthwise), members in groups.items():
-            nodes = torch.tensor([targets[t].node for t in members], device=h.device)
-            if kind == "weight":
-                values = self.weights(h[nodes], size)
-                if self.normalize:  # scale the core before tiling it to full size
-                    fan_in = size[1] * size[2] * size[3]
-                    values = values * math.sqrt((1.0 if depthwise else 2.0) / fan_in)
-                values = fit_to_shape(values, size)
-            else:
-                values = self.vectors(h[nodes], size, kind)
-                if self.normalize:
-                    values = 2 * torch.sigmoid(values) if kind == "scale" else 0.1 * torch.tanh(values)
+        # the nodes' factors in one call per decoder, then split group by group
+        for (_, size, depthwise), members, u, v, s in zip(
+                *_grouped(weight_groups, h, targets, self.weights.factors)):
+            # normalised before tiling; tiled per tensor, so that each tensor's
+            # gradient is summed into its own core without stacking the group's
+            scale = math.sqrt((1.0 if depthwise else 2.0) / math.prod(size[1:])) \
+                if self.normalize else 1.0
+            cores = self.weights.combine(u, v, s, size, scale)
+            for t, core in zip(members, cores.unbind(0)):
+                decoded[t] = tile(core, size).reshape(targets[t].shape)
+        for (kind, length, _), members, heads in zip(
+                *_grouped(vector_groups, h, targets, lambda x: (self.vectors.heads_of(x),))):
+            values = self.vectors.select(heads, length, kind)
+            if self.normalize:
+                values = 2 * torch.sigmoid(values) if kind == "scale" else 0.1 * torch.tanh(values)
             for t, value in zip(members, values.unbind(0)):
                 decoded[t] = value.reshape(targets[t].shape)
         out: list[dict[str, Tensor]] = [{} for _ in range(batch.num_graphs)]
         for target, value in zip(targets, decoded):
             out[target.graph][target.name] = value
         return out
+
+
+def _grouped(groups: list[tuple[tuple, list[int]]], h: Tensor, targets: list[ParamTarget],
+             decode: Any) -> tuple[list[tuple], list[list[int]], ...]:
+    """Run ``decode`` once on the nodes of all ``groups`` and split its outputs by group.
+
+    Returns:
+        The group keys, their member lists, then one list of per-group chunks for each
+        output of ``decode``.
+    """
+    if not groups:
+        return [], []
+    keys, members = zip(*groups)
+    nodes = torch.tensor([targets[t].node for m in members for t in m], device=h.device)
+    sizes = [len(m) for m in members]
+    outputs = decode(h[nodes])
+    return (list(keys), list(members), *[list(out.split(sizes)) for out in outputs])
 
 
 def _padded(shape: Sequence[int]) -> tuple[int, int, int, int]:

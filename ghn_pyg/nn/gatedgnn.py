@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .schedule import DENSE_LIMIT, SweepSchedule, build_schedule
+from .sweep import level_sweep
 
 __all__ = ["GatedGNN", "MessageMLP"]
 
@@ -55,7 +56,9 @@ class GatedGNN(nn.Module):
     Since :math:`m_v` only enters the GRU through :math:`W_{ih} m_v`, each updated node
     stores :math:`W_{ih}\,\mathrm{MLP}(h_u)` and :math:`W_{ih}\,\mathrm{MLP}_{ve}(h_u)`
     (the MLPs' last layers folded into :math:`W_{ih}`), and a level's input gates are
-    one product of its coefficient rows with that store.
+    one product of its coefficient rows with that store. Each sweep is one
+    :func:`~ghn_pyg.nn.sweep.level_sweep`, a custom autograd function with a
+    hand-written backward.
 
     Args:
         hid: node features.
@@ -137,49 +140,15 @@ class GatedGNN(nn.Module):
 
     def _sweep(self, x: Tensor, schedule: SweepSchedule, gates_weight: Tensor,
                gates_bias: Tensor) -> Tensor:
-        n, hid = x.shape
+        hid = self.hid
         gru = self.gru
-        sizes = [end - start for start, end in schedule.bounds]
         h_in = x[schedule.perm]
         # the GRU's hidden-side gates only see the sweep's input: one matmul for all levels
         hidden_gates = F.linear(h_in, gru.weight_hh, gru.bias_hh)
-        h_levels, gate_levels = h_in.split(sizes), hidden_gates.split(sizes)
+        pre_gates = torch.cat([hidden_gates[:, :2 * hid] + gru.bias_ih[:2 * hid],
+                               gru.bias_ih[2 * hid:].expand(x.shape[0], hid)], dim=1)
         first_weight = torch.cat([self.mlp.fc1.weight, self.mlp_ve.fc1.weight])
         first_bias = torch.cat([self.mlp.fc1.bias, self.mlp_ve.fc1.bias])
-        # store[2u + k]: W_ih applied to message term k (0: MLP, 1: MLP_ve) of sorted node u;
-        # rows of levels not yet updated are never read (coefficients of lower levels only)
-        store = x.new_zeros(2 * n, 3 * hid)
-        outputs = []
-        last = schedule.num_levels - 1
-        for level, (start, end) in enumerate(schedule.bounds):
-            if start == 0:
-                input_gates = gru.bias_ih.unsqueeze(0).repeat(end, 1)
-            elif schedule.coef is not None:
-                input_gates = torch.addmm(gru.bias_ih, schedule.coef[start:end, :2 * start],
-                                          store[:2 * start])
-            else:
-                columns, receivers, weights = schedule.edges[level]
-                terms = store.index_select(0, columns) * weights.unsqueeze(1)
-                input_gates = gru.bias_ih + x.new_zeros(end - start, 3 * hid).index_add(
-                    0, receivers, terms)
-            h_new = _gru_update(input_gates, gate_levels[level], h_levels[level])
-            outputs.append(h_new)
-            if level < last:
-                hidden = F.linear(h_new, first_weight, first_bias).relu_()
-                new_terms = torch.addmm(gates_bias, hidden, gates_weight)
-                store[2 * start:2 * end] = new_terms.view(2 * (end - start), 3 * hid)
-        return torch.cat(outputs)[schedule.inv_perm]
-
-
-def _gru_update(input_gates: Tensor, hidden_gates: Tensor, h: Tensor) -> Tensor:
-    """``nn.GRUCell``'s update from precomputed gate pre-activations [n, 3h] (r, z, n).
-
-    On CUDA this is PyTorch's fused GRU-cell kernel (one launch per level); elsewhere
-    the same arithmetic in five tensor ops.
-    """
-    if h.is_cuda:
-        return torch.ops.aten._thnn_fused_gru_cell(input_gates, hidden_gates, h)[0]
-    hid = h.shape[1]
-    reset, update = torch.sigmoid(input_gates[:, :2 * hid] + hidden_gates[:, :2 * hid]).chunk(2, 1)
-    new = torch.tanh(torch.addcmul(input_gates[:, 2 * hid:], reset, hidden_gates[:, 2 * hid:]))
-    return torch.lerp(new, h, update)
+        out = level_sweep(pre_gates, hidden_gates[:, 2 * hid:], h_in, first_weight, first_bias,
+                          gates_weight, gates_bias, schedule)
+        return out[schedule.inv_perm]

@@ -9,7 +9,9 @@ the host:
 * ``bounds``: the (start, end) slice of every level;
 * the message coefficients of every receiver: 1 for a 1-hop sender and ``1 / dist``
   for every sender within the cutoff, either as one dense [N, 2N] matrix (small
-  batches: a level's messages are one matmul) or as per-level edge lists.
+  batches: a level's messages are one matmul) or as per-level edge lists, grouped
+  once by the receiver's level (the forward pass) and once by the sender's level
+  (the backward pass).
 """
 
 from __future__ import annotations
@@ -36,8 +38,11 @@ class SweepSchedule:
         coef: dense [N, 2N] coefficients (rows: receivers, columns: ``2 * sender`` for
             the 1-hop term and ``2 * sender + 1`` for the virtual-edge term, all in
             sorted positions), or None.
-        edges: per level, ``(columns, receivers, weights)`` with columns as in
-            ``coef`` and receivers relative to the level start, or None.
+        edges: per receiving level, ``(columns, receivers, weights)`` with columns as
+            in ``coef`` and receivers relative to the level start, or None.
+        sender_edges: the same pairs per sending level, ``(columns, receivers,
+            weights)`` with columns relative to twice the level start and receivers
+            as sorted positions, or None.
     """
 
     perm: Tensor
@@ -45,6 +50,7 @@ class SweepSchedule:
     bounds: list[tuple[int, int]]
     coef: Tensor | None
     edges: list[tuple[Tensor, Tensor, Tensor]] | None
+    sender_edges: list[tuple[Tensor, Tensor, Tensor]] | None = None
 
     @property
     def num_levels(self) -> int:
@@ -67,7 +73,8 @@ def build_schedule(level: Tensor, dist_index: Tensor, dist: Tensor, s_max: int,
         dtype: dtype of the coefficients.
 
     Returns:
-        The :class:`SweepSchedule`. One host synchronisation (the level sizes).
+        The :class:`SweepSchedule`. One host synchronisation (the level sizes), three
+        with edge lists (their per-level counts).
     """
     n = level.numel()
     device = level.device
@@ -97,13 +104,20 @@ def build_schedule(level: Tensor, dist_index: Tensor, dist: Tensor, s_max: int,
         coef.index_put_((receivers, columns), weights, accumulate=True)
         return SweepSchedule(perm, inv_perm, bounds, coef, None)
 
-    order = torch.argsort(receivers, stable=True)
-    columns, receivers, weights = columns[order], receivers[order], weights[order]
     level_sorted = torch.repeat_interleave(torch.arange(len(sizes), device=device),
                                            torch.tensor(sizes, device=device))
-    counts = torch.bincount(level_sorted[receivers], minlength=len(sizes)).tolist()
-    edges = []
-    for (lo, _), cols, rec, w in zip(bounds, columns.split(counts), receivers.split(counts),
-                                      weights.split(counts)):
-        edges.append((cols, rec - lo, w))
-    return SweepSchedule(perm, inv_perm, bounds, None, edges)
+    edges = _group_by_level(columns, receivers, weights, level_sorted[receivers], bounds)
+    edges = [(cols, rec - lo, w) for (lo, _), (cols, rec, w) in zip(bounds, edges)]
+    sender_edges = _group_by_level(columns, receivers, weights, level_sorted[columns // 2],
+                                   bounds)
+    sender_edges = [(cols - 2 * lo, rec, w) for (lo, _), (cols, rec, w) in zip(bounds, sender_edges)]
+    return SweepSchedule(perm, inv_perm, bounds, None, edges, sender_edges)
+
+
+def _group_by_level(columns: Tensor, receivers: Tensor, weights: Tensor, key: Tensor,
+                    bounds: list[tuple[int, int]]) -> list[tuple[Tensor, Tensor, Tensor]]:
+    """Split the pairs into one ``(columns, receivers, weights)`` group per level ``key``."""
+    order = torch.argsort(key, stable=True)
+    counts = torch.bincount(key, minlength=len(bounds)).tolist()
+    return list(zip(columns[order].split(counts), receivers[order].split(counts),
+                    weights[order].split(counts)))
