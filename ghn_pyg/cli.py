@@ -185,6 +185,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                             category=FutureWarning)
     args = build_parser().parse_args(argv)
     from .errors import DatasetError, GraphBuildError
+    from .runtime import reuse_freed_memory
+
+    reuse_freed_memory()
 
     from .commands.graphs import cmd_graph, cmd_make_dataset, cmd_zoo
     from .commands.study import cmd_init_study, cmd_qat

@@ -7,10 +7,18 @@ of 64 random 32x32 images. Reported, as medians of ``--runs`` runs after warm-up
 * ``step``: GHN forward for all 8 graphs in one batch, each network run with its
   predicted parameters (float, BN on batch statistics), mean cross-entropy, backward
   into the GHN, optimizer step;
-* ``networks alone``: the same 8 forward + backward passes with fixed parameters;
-* ``GHN overhead``: the share of the step outside the networks' own passes.
+* ``networks alone``: the same 8 forward + backward passes with fixed parameters
+  (gradients into fresh tensors, as in the step);
+* ``GHN overhead``: the share of the step outside the networks' own passes, measured
+  per round (a step and a networks-alone pass back to back) and reported as the median
+  of the rounds, so that a slow spell of a shared machine affects both sides alike.
 
-    python scripts/bench_train.py [--device cpu|cuda] [--runs 5] [--threads 2]
+``--malloc reuse`` (the default, what ``ghn-pyg`` does) keeps freed memory in the
+process (:func:`ghn_pyg.runtime.reuse_freed_memory`); ``--malloc system`` leaves
+glibc's defaults.
+
+    python scripts/bench_train.py [--device cpu|cuda] [--runs 7] [--threads 2]
+        [--malloc reuse|system]
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from torch_geometric.data import Batch  # noqa: E402
 from ghn_pyg import GHN  # noqa: E402
 from ghn_pyg.quant import quantize  # noqa: E402
 from ghn_pyg.report import markdown_table  # noqa: E402
+from ghn_pyg.runtime import reuse_freed_memory  # noqa: E402
 from ghn_pyg.spaces import build_torchvision  # noqa: E402
 
 MODELS = ("resnet18", "mobilenet_v2", "squeezenet1_0", "regnet_x_400mf", "shufflenet_v2_x1_0",
@@ -39,9 +48,12 @@ MODELS = ("resnet18", "mobilenet_v2", "squeezenet1_0", "regnet_x_400mf", "shuffl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--malloc", choices=("reuse", "system"), default="reuse")
     args = parser.parse_args()
+    if args.malloc == "reuse" and not reuse_freed_memory():
+        print("note: could not change malloc's settings (not glibc); measuring the defaults")
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -70,9 +82,13 @@ def main() -> None:
 
     def networks_alone() -> None:
         for runner, params in zip(runners, fixed):
+            # fresh gradients, like the step's (accumulating into old ones costs a pass more)
+            for param in params.values():
+                param.grad = None
             F.cross_entropy(runner(images, params), labels).backward()
 
     times: dict[str, list[float]] = {"step": [], "networks alone": []}
+    overheads = []
     for i in range(args.runs + 1):
         for name, fn in (("step", step), ("networks alone", networks_alone)):
             sync()
@@ -81,15 +97,18 @@ def main() -> None:
             sync()
             if i > 0:  # the first round is warm-up
                 times[name].append(time.perf_counter() - start)
-        print(f"run {i}: " + ", ".join(f"{k} {v[-1]:.3f} s" for k, v in times.items() if v), flush=True)
+        if i > 0:
+            overheads.append(1 - times["networks alone"][-1] / times["step"][-1])
+            print(f"round {i}: " + ", ".join(f"{k} {v[-1]:.3f} s" for k, v in times.items()) +
+                  f", overhead {100 * overheads[-1]:.0f}%", flush=True)
     step_s, nets_s = (statistics.median(times[k]) for k in ("step", "networks alone"))
     card = torch.cuda.get_device_name(device) if device.type == "cuda" else \
         f"CPU, {args.threads} threads"
-    print(f"\n8 torchvision networks, 1000 classes, batch 64 of 32x32, on {card}; "
-          f"median of {args.runs}")
-    print(markdown_table(("step s", "networks alone s", "GHN overhead"),
-                         [(f"{step_s:.3f}", f"{nets_s:.3f}", f"{100 * (1 - nets_s / step_s):.0f}%")]))
-
+    print(f"\n8 torchvision networks, 1000 classes, batch 64 of 32x32, on {card}, malloc "
+          f"{args.malloc}; medians of {args.runs} rounds")
+    print(markdown_table(("step s", "networks alone s", "GHN overhead (median of rounds)"),
+                         [(f"{step_s:.3f}", f"{nets_s:.3f}",
+                           f"{100 * statistics.median(overheads):.0f}%")]))
 
 if __name__ == "__main__":
     main()
