@@ -6,11 +6,19 @@ s_max 50, T 1), medians over ``--runs`` runs after warm-up, in milliseconds:
 * ``gnn fwd``: the GatedGNN forward without autograd, schedule building included;
 * ``gnn fwd+bwd``: forward and backward of a loss on its output;
 * ``predict``: the whole GHN (encoder, GatedGNN, decoders) from the graph;
-* ``predict-all``: ``trace`` + ``predict`` from the nn.Module (single models only);
+* ``predict-all``: ``GHN.predict(model)``, trace + predict from the nn.Module into new
+  tensors (single models only);
+* ``predict-all (load)``: ``GHN.predict(model, load=True)``, the same written straight
+  into the model's parameters (what GHN-2's ``ghn(model)`` does);
 * on CUDA with ``--cuda-graph``: ``gnn fwd (graph)``, one replay of the GatedGNN
   forward captured with ``torch.cuda.graph`` for that batch's schedule.
 
+``--malloc reuse`` (the default, what ``ghn-pyg`` does) keeps freed memory in the
+process (:func:`ghn_pyg.runtime.reuse_freed_memory`); ``--malloc system`` leaves
+glibc's defaults, under which every new tensor of predictions is page-faulted in.
+
     python scripts/bench_ghn.py [--device cpu|cuda] [--runs 7] [--threads 2] [--cuda-graph]
+        [--malloc reuse|system]
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from torch_geometric.data import Batch  # noqa: E402
 
 from ghn_pyg import GHN, trace  # noqa: E402
 from ghn_pyg.report import markdown_table  # noqa: E402
+from ghn_pyg.runtime import reuse_freed_memory  # noqa: E402
 from ghn_pyg.spaces import build_torchvision  # noqa: E402
 
 MODELS = ("resnet18", "resnet50", "mobilenet_v2", "densenet121")
@@ -78,7 +87,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cuda-graph", action="store_true", help="also time CUDA-graph replay")
+    parser.add_argument("--malloc", choices=("reuse", "system"), default="reuse")
     args = parser.parse_args()
+    if args.malloc == "reuse" and not reuse_freed_memory():
+        print("note: could not change malloc's settings (not glibc); measuring the defaults")
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -88,7 +100,8 @@ def main() -> None:
     cases = {name: Batch.from_data_list([g]) for name, g in graphs.items()}
     cases["all four (batch)"] = Batch.from_data_list(list(graphs.values()))
 
-    header = ["graph", "nodes", "levels", "gnn fwd", "gnn fwd+bwd", "predict", "predict-all"]
+    header = ["graph", "nodes", "levels", "gnn fwd", "gnn fwd+bwd", "predict", "predict-all",
+              "predict-all (load)"]
     if args.cuda_graph:
         header.insert(4, "gnn fwd (graph)")
     rows = []
@@ -114,14 +127,17 @@ def main() -> None:
         row += [f"{timed(gnn_backward, args.runs, device):.1f}",
                 f"{timed(predict, args.runs, device):.1f}"]
         if name in models:
-            row.append(f"{timed(lambda: ghn.predict(models[name]), args.runs, device):.1f}")
+            model = models[name].to(device)
+            row += [f"{timed(lambda: ghn.predict(model), args.runs, device):.1f}",
+                    f"{timed(lambda: ghn.predict(model, load=True), args.runs, device):.1f}"]
         else:
-            row.append("-")
+            row += ["-", "-"]
         rows.append(row)
         print(" ".join(map(str, row)), flush=True)
     card = torch.cuda.get_device_name(device) if device.type == "cuda" else \
         f"CPU, {args.threads} threads"
-    print(f"\nGHN hid 32, T 1, s_max 50 on {card}; ms, median of {args.runs}")
+    print(f"\nGHN hid 32, T 1, s_max 50 on {card}, malloc {args.malloc}; ms, median of "
+          f"{args.runs}")
     print(markdown_table(header, rows))
 
 

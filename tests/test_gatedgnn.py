@@ -93,3 +93,20 @@ def test_bad_arguments():
     batch = Batch.from_data_list([random_dag(rng, 5, 3)])
     with pytest.raises(ValueError, match="run-time s_max"):
         GatedGNN(8, s_max=3)(torch.randn(5, 8), batch, s_max=4)
+
+
+@pytest.mark.parametrize("input_dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("dense", [True, False])
+def test_mixed_precision_runs_the_sweep_in_float32(dense, input_dtype):
+    rng = torch.Generator().manual_seed(1)
+    batch = Batch.from_data_list([random_dag(rng, n, 6) for n in (9, 14)])
+    torch.manual_seed(1)
+    gnn = GatedGNN(hid=8, s_max=6, dense_limit=10_000 if dense else 0)
+    x = torch.randn(batch.num_nodes, 8, requires_grad=True)
+    ref = gnn(x, batch)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = gnn(x.to(input_dtype), batch)  # bfloat16 input: bfloat16 coefficients too
+    assert out.dtype == torch.float32
+    assert (out - ref).abs().max() < 0.05  # bfloat16 inputs, float32 sweep
+    out.sum().backward()
+    assert torch.isfinite(x.grad).all() and all(p.grad is not None for p in gnn.parameters())

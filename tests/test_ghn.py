@@ -141,8 +141,39 @@ def test_shapes_beyond_max_shape_are_tiled():
 
 def test_predict_can_load_into_the_model(ghn):
     model = copy.deepcopy(zoo_model("squeezenet1_0"))
+    expected = ghn.predict(model)
     params = ghn.predict(model, load=True)
     assert all(torch.equal(p, params[n]) for n, p in model.named_parameters())
+    assert all(torch.equal(expected[n], params[n]) for n in expected)
+    assert params["features.0.weight"].data_ptr() == model.features[0].weight.data_ptr()
+
+
+def test_predictions_written_into_given_tensors(ghn):
+    graph = zoo_graph("mobilenet_v2")  # tiled, cropped, depthwise and vector targets
+    with torch.no_grad():
+        expected = ghn(graph)[0]
+        into = [{n: torch.full_like(p, float("nan"), dtype=torch.float64)
+                 for n, p in expected.items()}]
+        into[0]["classifier.1.weight"] = into[0]["classifier.1.weight"].t().contiguous().t()
+        written = ghn(graph, into=into)[0]
+    assert all(written[n] is into[0][n] for n in expected)
+    assert all(torch.equal(written[n], expected[n].double()) for n in expected)
+
+
+def test_bad_into(ghn):
+    graph = zoo_graph("resnet18")
+    with torch.no_grad():
+        params = ghn(graph)[0]
+    with pytest.raises(RuntimeError, match="torch.no_grad"):
+        ghn(graph, into=[params])
+    with torch.no_grad():
+        missing = dict(params)
+        missing.pop("fc.weight")
+        with pytest.raises(ValueError, match="no tensor for 'fc.weight'"):
+            ghn(graph, into=[missing])
+        wrong = dict(params, **{"fc.bias": torch.zeros(3)})
+        with pytest.raises(ValueError, match="'fc.bias' of graph 0 has shape"):
+            ghn(graph, into=[wrong])
 
 
 def test_encoder_snaps_unseen_sizes_to_the_nearest_bin():

@@ -50,6 +50,17 @@ def test_fit_to_shape_crops_then_tiles():
     assert torch.equal(out[0, 2:4], out[0, :2]) and torch.equal(out[0, 4], out[0, 0])
 
 
+def test_tile_into_a_given_tensor():
+    core = torch.randn(2, 3)
+    out = torch.empty(5, 7, dtype=torch.float64)
+    assert tile(core, (5, 7), out=out) is out
+    assert torch.equal(out, repeat_and_crop(core, (5, 7)).double())
+    with pytest.raises(ValueError, match="out has shape"):
+        tile(core, (5, 7), out=torch.empty(5, 6))
+    with pytest.raises(RuntimeError, match="no_grad"):
+        tile(core.requires_grad_(), (5, 7), out=out)
+
+
 def test_bad_shapes():
     with pytest.raises(ValueError, match="cannot tile"):
         tile(torch.zeros(3, 3), (2, 3))

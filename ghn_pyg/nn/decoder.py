@@ -254,15 +254,22 @@ class ParameterDecoder(nn.Module):
         self.weights.reset_parameters()
         self.vectors.reset_parameters()
 
-    def forward(self, h: Tensor, batch: Any) -> list[dict[str, Tensor]]:
+    def forward(self, h: Tensor, batch: Any,
+                into: Sequence[dict[str, Tensor]] | None = None) -> list[dict[str, Tensor]]:
         """Decode all parameters.
 
         Args:
             h: [N, hid] node embeddings of the batch.
             batch: the PyG Batch of ArchGraphs.
+            into: per graph, ``{name: tensor}`` to write the predictions into (e.g. a
+                model's parameters), each of the predicted shape; inference only.
 
         Returns:
-            One ``{name: tensor}`` dict per graph, in the graph's node order.
+            One ``{name: tensor}`` dict per graph, in the graph's node order (the
+            tensors of ``into`` when given).
+
+        Raises:
+            ValueError: ``into`` lacks a parameter or holds one of another shape.
         """
         targets = param_targets(batch)
         groups: dict[tuple, list[int]] = {}
@@ -282,18 +289,38 @@ class ParameterDecoder(nn.Module):
                 if self.normalize else 1.0
             cores = self.weights.combine(u, v, s, size, scale)
             for t, core in zip(members, cores.unbind(0)):
-                decoded[t] = tile(core, size).reshape(targets[t].shape)
+                if into is None:
+                    decoded[t] = tile(core, size).reshape(targets[t].shape)
+                else:
+                    destination = _destination(into, targets[t])
+                    decoded[t] = destination
+                    if destination.is_contiguous():
+                        tile(core, size, out=destination.view(size))
+                    else:
+                        destination.copy_(tile(core, size).view(destination.shape))
         for (kind, length, _), members, heads in zip(
                 *_grouped(vector_groups, h, targets, lambda x: (self.vectors.heads_of(x),))):
             values = self.vectors.select(heads, length, kind)
             if self.normalize:
                 values = 2 * torch.sigmoid(values) if kind == "scale" else 0.1 * torch.tanh(values)
             for t, value in zip(members, values.unbind(0)):
-                decoded[t] = value.reshape(targets[t].shape)
+                decoded[t] = value.reshape(targets[t].shape) if into is None else \
+                    _destination(into, targets[t]).copy_(value.reshape(targets[t].shape))
         out: list[dict[str, Tensor]] = [{} for _ in range(batch.num_graphs)]
         for target, value in zip(targets, decoded):
             out[target.graph][target.name] = value
         return out
+
+
+def _destination(into: Sequence[dict[str, Tensor]], target: ParamTarget) -> Tensor:
+    """The tensor of ``into`` that receives ``target``, checked."""
+    found = into[target.graph].get(target.name) if target.graph < len(into) else None
+    if found is None:
+        raise ValueError(f"into= has no tensor for {target.name!r} of graph {target.graph}")
+    if tuple(found.shape) != target.shape:
+        raise ValueError(f"into= tensor {target.name!r} of graph {target.graph} has shape "
+                         f"{tuple(found.shape)}, the prediction {target.shape}")
+    return found
 
 
 def _grouped(groups: list[tuple[tuple, list[int]]], h: Tensor, targets: list[ParamTarget],

@@ -93,22 +93,29 @@ class GHN(nn.Module):
         return next(self.parameters()).device
 
     # ------------------------------------------------------------ prediction
-    def forward(self, batch: Batch | Data | Sequence[Data],
-                s_max: int | None = None) -> list[dict[str, Tensor]]:
+    def forward(self, batch: Batch | Data | Sequence[Data], s_max: int | None = None,
+                into: Sequence[dict[str, Tensor]] | None = None) -> list[dict[str, Tensor]]:
         """Predict every parameter of every graph.
 
         Args:
             batch: a ``Batch`` of ArchGraphs, one ArchGraph, or a list of them.
             s_max: run-time virtual-edge cutoff (at most the GHN's ``s_max``).
+            into: per graph, ``{name: tensor}`` to write the predictions into instead
+                of new tensors (e.g. a model's detached parameters: no allocation, no
+                copy); only under ``torch.no_grad()``.
 
         Returns:
             One dict per graph, ``{parameter name: tensor of its shape}``, in the
             graph's node order.
 
         Raises:
-            ValueError: an empty batch, a graph without parameters, or ops unknown to
-                this GHN.
+            ValueError: an empty batch, a graph without parameters, ops unknown to
+                this GHN, or ``into`` missing a parameter or of another shape.
+            RuntimeError: ``into`` while autograd is recording.
         """
+        if into is not None and torch.is_grad_enabled():
+            raise RuntimeError("GHN(..., into=) writes predictions in place and is for "
+                               "inference: call it under torch.no_grad()")
         if isinstance(batch, Data) and not isinstance(batch, Batch):
             batch = [batch]
         if isinstance(batch, (list, tuple)):
@@ -125,7 +132,7 @@ class GHN(nn.Module):
             batch = batch.to(device)
         x = self.encoder(batch)
         x = self.gnn(x, batch, s_max=s_max)
-        return self.decoder(self.norm(x), batch)
+        return self.decoder(self.norm(x), batch, into=into)
 
     @torch.no_grad()
     def predict(self, model: nn.Module, input_shape: Sequence[int] = (1, 3, 32, 32),
@@ -136,20 +143,21 @@ class GHN(nn.Module):
             model: the CNN.
             input_shape: an input shape it accepts.
             spec: a :class:`~ghn_pyg.quant.QuantSpec` (the bits the GHN conditions on).
-            load: also copy the predictions into ``model``'s parameters.
+            load: write the predictions straight into ``model``'s parameters (no
+                intermediate tensors).
 
         Returns:
-            ``{name: tensor}`` for every parameter of ``model`` (detached).
+            ``{name: tensor}`` for every parameter of ``model`` (detached; with
+            ``load`` these are the model's parameters themselves).
 
         Raises:
             GraphBuildError: the model cannot be traced.
         """
         graph = trace(model, input_shape, spec, s_max=self.config["s_max"])
-        params = self(graph)[0]
         if load:
-            for name, param in model.named_parameters():
-                param.copy_(params[name].to(param.device, param.dtype))
-        return params
+            into = [{name: param.detach() for name, param in model.named_parameters()}]
+            return self(graph, into=into)[0]
+        return self(graph)[0]
 
     # ------------------------------------------------------------ checkpoints
     def payload(self) -> dict[str, Any]:

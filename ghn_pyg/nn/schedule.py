@@ -16,7 +16,7 @@ the host:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -56,6 +56,17 @@ class SweepSchedule:
     def num_levels(self) -> int:
         """Number of levels, the sweep's sequential steps."""
         return len(self.bounds)
+
+    def to(self, dtype: torch.dtype) -> "SweepSchedule":
+        """The schedule with coefficients of ``dtype`` (itself if they already are)."""
+        if self.coef is not None:
+            if self.coef.dtype == dtype:
+                return self
+            return replace(self, coef=self.coef.to(dtype))
+        if not self.edges or self.edges[0][2].dtype == dtype:
+            return self
+        return replace(self, edges=[(c, r, w.to(dtype)) for c, r, w in self.edges],
+                       sender_edges=[(c, r, w.to(dtype)) for c, r, w in self.sender_edges])
 
 
 def build_schedule(level: Tensor, dist_index: Tensor, dist: Tensor, s_max: int,

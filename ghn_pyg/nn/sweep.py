@@ -64,10 +64,17 @@ def level_sweep(pre_gates: Tensor, hidden_n: Tensor, h: Tensor, first_weight: Te
         schedule: the sweep's schedule (``coef`` or ``edges`` + ``sender_edges``).
 
     Returns:
-        [N, h] node states after the sweep, sorted by level.
+        [N, h] node states after the sweep, sorted by level; float32 under autocast,
+        else the promoted dtype of ``h`` and the weights.
     """
-    return _LevelSweep.apply(pre_gates, hidden_n, h, first_weight, first_bias, gates_weight,
-                             gates_bias, schedule)
+    tensors = (pre_gates, hidden_n, h, first_weight, first_bias, gates_weight, gates_bias)
+    device_type = h.device.type
+    if torch.is_autocast_enabled(device_type):
+        # mixed precision: the sweep runs in float32 (its buffers are written with out=)
+        with torch.autocast(device_type, enabled=False):
+            return _LevelSweep.apply(*(t.float() for t in tensors), schedule.to(torch.float32))
+    dtype = torch.promote_types(h.dtype, first_weight.dtype)
+    return _LevelSweep.apply(*(t.to(dtype) for t in tensors), schedule.to(dtype))
 
 
 class _LevelSweep(torch.autograd.Function):

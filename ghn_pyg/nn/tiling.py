@@ -50,23 +50,44 @@ def fit_to_shape(tensor: Tensor, shape: Sequence[int], start_dim: int = 1) -> Te
     return tile(out, tuple(out.shape[:start_dim]) + tuple(int(s) for s in shape))
 
 
-def tile(core: Tensor, shape: Sequence[int]) -> Tensor:
+def tile(core: Tensor, shape: Sequence[int], out: Tensor | None = None) -> Tensor:
     """Tile ``core`` to ``shape`` (every size at least the core's): entry ``j`` of a dim
     is the core's entry ``j mod`` its size.
 
     Args:
         core: any tensor.
         shape: the target shape, same number of dims, each size >= the core's.
+        out: write the result into this tensor of ``shape`` (any dtype and device)
+            instead of a new one; not differentiable.
 
     Returns:
-        A new contiguous tensor of ``shape`` (``core`` itself when the shapes agree).
+        A new contiguous tensor of ``shape`` (``core`` itself when the shapes agree),
+        or ``out``.
+
+    Raises:
+        ValueError: a size smaller than the core's, or ``out`` of another shape.
+        RuntimeError: ``out`` given while autograd records ``core``.
     """
     shape = tuple(int(s) for s in shape)
     if len(shape) != core.dim() or any(s < c for s, c in zip(shape, core.shape)):
         raise ValueError(f"cannot tile a tensor of shape {tuple(core.shape)} to {shape}")
+    if out is not None:
+        if tuple(out.shape) != shape:
+            raise ValueError(f"out has shape {tuple(out.shape)}, expected {shape}")
+        if core.requires_grad and torch.is_grad_enabled():
+            raise RuntimeError("tile(..., out=) is not differentiable: call it under "
+                               "torch.no_grad()")
+        return _fill_tiles(core, out)
     if shape == tuple(core.shape):
         return core
     return _Tile.apply(core, shape)
+
+
+def _fill_tiles(core: Tensor, out: Tensor) -> Tensor:
+    """Write the tiling of ``core`` into ``out`` block by block; returns ``out``."""
+    for index, split, source in _regions(core, tuple(out.shape)):
+        out[index].view(split).copy_(source.expand(split))
+    return out
 
 
 class _Tile(torch.autograd.Function):
@@ -74,11 +95,8 @@ class _Tile(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, core: Tensor, shape: tuple[int, ...]) -> Tensor:
-        out = core.new_empty(shape)
-        for index, split, source in _regions(core, shape):
-            out[index].view(split).copy_(source.expand(split))
         ctx.core_shape = core.shape
-        return out
+        return _fill_tiles(core, core.new_empty(shape))
 
     @staticmethod
     @once_differentiable
