@@ -72,6 +72,17 @@ def test_training_lowers_the_loss(graphs, tmp_path):
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.1
 
 
+def test_mixed_precision_steps(graphs, tmp_path):
+    trainer = Trainer(config(graphs, tmp_path, amp=True, bits=(8, 4), steps=3, ckpt_every=10))
+    before = ghn_state(trainer)
+    metrics = [trainer.train_step() for _ in range(3)]
+    assert all(torch.isfinite(torch.tensor(m["loss"])) for m in metrics)
+    assert metrics[-1]["nan_skips"] == 0
+    after = ghn_state(trainer)
+    assert all(v.dtype == torch.float32 for v in after.values())  # master weights stay float
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
 def test_non_finite_losses_are_skipped_then_abort(graphs, tmp_path, monkeypatch):
     trainer = Trainer(config(graphs, tmp_path, max_nan=3))
     original = trainer._runner

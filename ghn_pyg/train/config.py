@@ -26,7 +26,7 @@ class TrainConfig:
     (cosine, step), ``warmup`` steps, ``grad_clip``. Quantization: ``bits`` drawn per
     network and step (empty for float pretraining), ``mixed`` (per layer instead),
     ``first_last_8bit``; ``init_ckpt`` starts from a float GHN. Run: ``out`` folder,
-    ``ckpt_every`` steps, ``seed``, ``device`` (auto, cpu, cuda), ``amp`` (CUDA only),
+    ``ckpt_every`` steps, ``seed``, ``device`` (auto, cpu, cuda), ``amp`` (bfloat16 autocast),
     ``max_nan`` consecutive non-finite losses before aborting, ``log_every``;
     ``workers`` builds the architecture dataset in that many processes if it is missing.
     """
@@ -167,7 +167,8 @@ HELP: dict[str, str] = {
     "init_ckpt": "start from this GHN (e.g. a float checkpoint for GHN-QAT)",
     "out": "run folder: last.pt, metrics.csv, config.json",
     "ckpt_every": "checkpoint every N steps", "seed": "seed of architectures, images and bits",
-    "device": "auto, cpu or cuda", "amp": "bfloat16 autocast on CUDA",
+    "device": "auto, cpu or cuda",
+    "amp": "bfloat16 autocast on the training device (for CUDA; slower on most CPUs)",
     "max_nan": "abort after this many consecutive non-finite losses",
     "log_every": "write metrics every N steps",
     "workers": "processes that build the architecture dataset if missing",

@@ -102,7 +102,6 @@ class Trainer:
         self.model = distributed.wrap(self.ghn, self.device, self.world)
         self.optimizer = self._make_optimizer()
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
-        self.scaler_enabled = cfg.amp and self.device.type == "cuda"
         self.arch_sampler = ArchSampler(len(self.archs), cfg.meta_batch, cfg.seed, self.rank,
                                         self.world)
         self.image_batcher = ImageBatcher(self.images, cfg.batch_size, cfg.seed, self.rank,
@@ -187,7 +186,8 @@ class Trainer:
                   for i in indices]
         images, labels = (t.to(self.device) for t in self.image_batcher.batch(self.step))
         runners = [self._runner(i).set_bits(g) for i, g in zip(indices, graphs)]
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.scaler_enabled):
+        # bfloat16 needs no loss scaling; the GatedGNN sweep itself stays in float32
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.amp):
             predicted = self.model(Batch.from_data_list(graphs).to(self.device))
             logits = [runner(images, params) for runner, params in zip(runners, predicted)]
             losses = torch.stack([F.cross_entropy(out.float(), labels) for out in logits])
