@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import subprocess
 import sys
 from pathlib import Path
 
@@ -37,3 +38,30 @@ def test_init_study_script_is_the_cli_command(tmp_path, capsys):
                                     "--out", str(out)]) == 0
     assert "| orthogonal " in capsys.readouterr().out
     assert (out / "runs.csv").read_text().count("\n") == 1 + 4 and not (out / "qat.csv").exists()
+
+
+def run_script(name: str, *args: str) -> str:
+    """Run ``scripts/NAME.py`` in its own process (the benchmarks change malloc settings)."""
+    result = subprocess.run([sys.executable, str(SCRIPTS / f"{name}.py"), *args],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+def table_rows(output: str) -> list[list[str]]:
+    lines = [line for line in output.splitlines() if line.startswith("| ")]
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines]
+
+
+def test_bench_ghn_prints_its_table():
+    rows = table_rows(run_script("bench_ghn", "--runs", "1", "--threads", "1", "--malloc", "system"))
+    assert rows[0][:3] == ["graph", "nodes", "levels"] and len(rows) == 1 + 5
+    resnet50 = dict(zip(rows[0], rows[2]))
+    assert resnet50["graph"] == "resnet50" and resnet50["nodes"] == "126"
+    assert all(float(resnet50[k]) > 0 for k in ("gnn fwd", "predict-all", "predict-all (load)"))
+
+
+def test_bench_train_prints_its_table():
+    rows = table_rows(run_script("bench_train", "--runs", "1", "--threads", "1"))
+    header, values = rows
+    assert header[0] == "step s" and float(values[0]) > 0 and values[2].endswith("%")

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# All GPU checks and benchmarks of the project in one run, for a session that has the
+# lent GPU machine (torch >= 2.5 preinstalled, no registry): run from the repository
+# root, e.g. through the device tool with
+#     bash scripts/gpu_checks.sh "$OUT"
+# It writes each tool's output to OUT/ (default gpu-results/) and never stops at a
+# failure, so one call gives every figure it can. About 5 minutes on an H100.
+set -u
+out="${1:-gpu-results}"
+mkdir -p "$out"
+export PYTHONPATH="${PYTHONPATH:-}:$(pwd)"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/card.txt"
+python -c "import torch, torchvision, torch_geometric as g; print(torch.__version__, torchvision.__version__, g.__version__)" \
+    | tee -a "$out/card.txt"
+run() {  # name, timeout in seconds, command...
+    local name=$1 limit=$2
+    shift 2
+    echo "== $name: $*"
+    timeout "$limit" "$@" > "$out/$name.txt" 2>&1
+    echo "exit $? ($name)" | tee -a "$out/$name.txt"
+    tail -n 12 "$out/$name.txt"
+}
+run check_cuda 120 python scripts/check_cuda.py
+run bench_ghn 150 python scripts/bench_ghn.py --device cuda --cuda-graph --runs 10
+run bench_train 150 python scripts/bench_train.py --device cuda --runs 5
+run bench_quant 60 python scripts/bench_quant.py --device cuda
