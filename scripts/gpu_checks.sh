@@ -20,7 +20,7 @@ run() {  # name, timeout in seconds, command...
     echo "exit $? ($name)" | tee -a "$out/$name.txt"
     tail -n 12 "$out/$name.txt"
 }
-run check_cuda 120 python scripts/check_cuda.py
+run check_cuda 100 python scripts/check_cuda.py
 run bench_ghn 150 python scripts/bench_ghn.py --device cuda --cuda-graph --runs 10
 run bench_train 150 python scripts/bench_train.py --device cuda --runs 5
 run bench_quant 60 python scripts/bench_quant.py --device cuda
