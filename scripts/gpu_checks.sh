@@ -4,7 +4,7 @@
 # root, e.g. through the device tool with
 #     bash scripts/gpu_checks.sh "$OUT"
 # It writes each tool's output to OUT/ (default gpu-results/) and never stops at a
-# failure, so one call gives every figure it can. About 5 minutes on an H100.
+# failure, so one call gives every figure it can. Its steps time out after 460 s in all.
 set -u
 out="${1:-gpu-results}"
 mkdir -p "$out"
