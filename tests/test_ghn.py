@@ -160,6 +160,11 @@ def test_predictions_written_into_given_tensors(ghn):
     assert all(torch.equal(written[n], expected[n].double()) for n in expected)
 
 
+def test_unknown_vector_kind(ghn):
+    with pytest.raises(ValueError, match="unknown vector kind 'gain'.*scale"):
+        ghn.decoder.vectors(torch.zeros(2, 32), 5, "gain")
+
+
 def test_bad_into(ghn):
     graph = zoo_graph("resnet18")
     with torch.no_grad():

@@ -65,3 +65,15 @@ def test_bench_train_prints_its_table():
     rows = table_rows(run_script("bench_train", "--runs", "1", "--threads", "1"))
     header, values = rows
     assert header[0] == "step s" and float(values[0]) > 0 and values[2].endswith("%")
+
+
+def test_regression_reference_compare_writes_nothing(monkeypatch, capsys):
+    script = load("regression_reference")
+    path = script.PRETRAINED_DIR / "regression.json"
+    before = path.read_bytes()
+    monkeypatch.setattr(script, "load_images", lambda *args, **kwargs: None)
+    monkeypatch.setattr(script, "regression_accuracy", lambda ghn, images, bits: 0.5)
+    result = script.main(["--compare"])
+    assert path.read_bytes() == before
+    assert result["accuracy"]["ghn-fmnist"] == {"32": 0.5, "4": 0.5}
+    assert "ghn-qat-fmnist W4: 50.0 (stored " in capsys.readouterr().out

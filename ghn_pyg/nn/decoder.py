@@ -270,7 +270,11 @@ class ParameterDecoder(nn.Module):
 
         Raises:
             ValueError: ``into`` lacks a parameter or holds one of another shape.
+            RuntimeError: ``into`` while autograd is recording.
         """
+        if into is not None and torch.is_grad_enabled():
+            raise RuntimeError("into= writes predictions in place and is for inference: "
+                               "call it under torch.no_grad()")
         targets = param_targets(batch)
         groups: dict[tuple, list[int]] = {}
         for t, target in enumerate(targets):

@@ -118,7 +118,9 @@ class GatedGNN(nn.Module):
             [N, hid] updated features.
         """
         if schedules is None:
-            schedules = self.schedules(graph, s_max, dtype=x.dtype)
+            # the dtype the sweep computes in (float32 under autocast), so it never converts
+            dtype = torch.promote_types(x.dtype, self.gru.weight_hh.dtype)
+            schedules = self.schedules(graph, s_max, dtype=dtype)
         gates_weight, gates_bias = self._folded_message_weights()
         for _ in range(self.T):
             for schedule in schedules:

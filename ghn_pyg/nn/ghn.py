@@ -113,9 +113,6 @@ class GHN(nn.Module):
                 this GHN, or ``into`` missing a parameter or of another shape.
             RuntimeError: ``into`` while autograd is recording.
         """
-        if into is not None and torch.is_grad_enabled():
-            raise RuntimeError("GHN(..., into=) writes predictions in place and is for "
-                               "inference: call it under torch.no_grad()")
         if isinstance(batch, Data) and not isinstance(batch, Batch):
             batch = [batch]
         if isinstance(batch, (list, tuple)):

@@ -41,13 +41,17 @@ def _updates_running_stats(bn: nn.modules.batchnorm._BatchNorm, mode: BNMode) ->
     return mode == "update" and bn.track_running_stats and bn.running_mean is not None
 
 
+def _momentum(bn: nn.modules.batchnorm._BatchNorm) -> float:
+    """The running-statistics momentum of ``bn`` (0.1 where it has none)."""
+    return 0.1 if bn.momentum is None else bn.momentum
+
+
 @torch.no_grad()
 def _update_running_stats(bn: nn.modules.batchnorm._BatchNorm, mean: Tensor, var: Tensor,
                           count: int) -> None:
     """What ``nn.BatchNorm`` does in training: exponential average, unbiased variance."""
-    momentum = 0.1 if bn.momentum is None else bn.momentum
-    bn.running_mean.lerp_(mean.detach(), momentum)
-    bn.running_var.lerp_(var.detach() * count / max(count - 1, 1), momentum)
+    bn.running_mean.lerp_(mean.detach(), _momentum(bn))
+    bn.running_var.lerp_(var.detach() * count / max(count - 1, 1), _momentum(bn))
 
 
 class BatchNormRunner(nn.Module):
@@ -76,10 +80,9 @@ class BatchNormRunner(nn.Module):
         bn = self._bn[0]
         use_running = _uses_running_stats(bn, self.mode)
         track = use_running or _updates_running_stats(bn, self.mode)
-        momentum = 0.1 if bn.momentum is None else bn.momentum
         return F.batch_norm(x, bn.running_mean if track else None,
                             bn.running_var if track else None, self.weight, self.bias,
-                            training=not use_running, momentum=momentum, eps=bn.eps)
+                            training=not use_running, momentum=_momentum(bn), eps=bn.eps)
 
     def extra_repr(self) -> str:
         return f"mode={self.mode}"
