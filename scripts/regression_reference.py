@@ -4,15 +4,18 @@ For each checkpoint in ``ghn_pyg/checkpoints/``: the mean top-1 of its predictio
 5 fixed unseen test architectures of the efficient space (seed 0) on the first 1000
 Fashion-MNIST test images (BN on batch statistics, batches of 250), at 32 and 4 bits.
 Writes ``ghn_pyg/checkpoints/regression.json``, which ``tests/test_pretrained.py``
-checks against (minus a margin).
+checks against (minus a margin); with ``--compare`` it writes nothing and prints the
+stored value beside each new one (e.g. after a change that moves float rounding).
 
-    python scripts/regression_reference.py
+    python scripts/regression_reference.py [--compare]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import warnings
+from typing import Sequence
 
 warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", category=FutureWarning)
 
@@ -26,16 +29,28 @@ CHECKPOINTS = ("ghn-fmnist", "ghn-qat-fmnist")
 BITS = (32, 4)
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> dict:
+    """Measure (and, without ``--compare``, store) the reference accuracies; returns them."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--compare", action="store_true",
+                        help="print stored and new values side by side; write nothing")
+    args = parser.parse_args(argv)
+    path = PRETRAINED_DIR / "regression.json"
+    stored = json.loads(path.read_text())["accuracy"] if args.compare else {}
     images = load_images("fashion-mnist", "test")
     reference = {"archs": 5, "seed": 0, "images": 1000, "batch_size": 250, "margin": 0.02,
                  "accuracy": {}}
     for name in CHECKPOINTS:
         ghn = GHN.from_pretrained(name)
         reference["accuracy"][name] = {str(b): regression_accuracy(ghn, images, b) for b in BITS}
-        print(name, reference["accuracy"][name])
-    with atomic_path(PRETRAINED_DIR / "regression.json") as tmp:
-        tmp.write_text(json.dumps(reference, indent=1) + "\n")
+        for bits, value in reference["accuracy"][name].items():
+            before = stored.get(name, {}).get(bits)
+            was = f" (stored {100 * before:.1f})" if before is not None else ""
+            print(f"{name} W{bits}: {100 * value:.1f}{was}")
+    if not args.compare:
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(reference, indent=1) + "\n")
+    return reference
 
 
 if __name__ == "__main__":
