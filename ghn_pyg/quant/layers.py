@@ -41,17 +41,27 @@ def _updates_running_stats(bn: nn.modules.batchnorm._BatchNorm, mode: BNMode) ->
     return mode == "update" and bn.track_running_stats and bn.running_mean is not None
 
 
-def _momentum(bn: nn.modules.batchnorm._BatchNorm) -> float:
-    """The running-statistics momentum of ``bn`` (0.1 where it has none)."""
-    return 0.1 if bn.momentum is None else bn.momentum
+@torch.no_grad()
+def _next_momentum(bn: nn.modules.batchnorm._BatchNorm) -> float:
+    """Count one more batch and return the weight of its statistics, as ``nn.BatchNorm``
+    does in training: ``bn.momentum``, or ``1 / batches seen`` (a cumulative average)
+    where the momentum is None."""
+    if bn.num_batches_tracked is not None:
+        bn.num_batches_tracked.add_(1)
+    if bn.momentum is not None:
+        return bn.momentum
+    seen = int(bn.num_batches_tracked) if bn.num_batches_tracked is not None else 1
+    return 1.0 / max(seen, 1)
 
 
 @torch.no_grad()
 def _update_running_stats(bn: nn.modules.batchnorm._BatchNorm, mean: Tensor, var: Tensor,
                           count: int) -> None:
-    """What ``nn.BatchNorm`` does in training: exponential average, unbiased variance."""
-    bn.running_mean.lerp_(mean.detach(), _momentum(bn))
-    bn.running_var.lerp_(var.detach() * count / max(count - 1, 1), _momentum(bn))
+    """What ``nn.BatchNorm`` does in training: exponential (or, with momentum None,
+    cumulative) average, unbiased variance."""
+    momentum = _next_momentum(bn)
+    bn.running_mean.lerp_(mean.detach(), momentum)
+    bn.running_var.lerp_(var.detach() * count / max(count - 1, 1), momentum)
 
 
 class BatchNormRunner(nn.Module):
@@ -80,9 +90,10 @@ class BatchNormRunner(nn.Module):
         bn = self._bn[0]
         use_running = _uses_running_stats(bn, self.mode)
         track = use_running or _updates_running_stats(bn, self.mode)
+        momentum = _next_momentum(bn) if track and not use_running else 0.0
         return F.batch_norm(x, bn.running_mean if track else None,
                             bn.running_var if track else None, self.weight, self.bias,
-                            training=not use_running, momentum=_momentum(bn), eps=bn.eps)
+                            training=not use_running, momentum=momentum, eps=bn.eps)
 
     def extra_repr(self) -> str:
         return f"mode={self.mode}"

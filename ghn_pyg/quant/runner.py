@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator, Mapping, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 import torch
 import torch.fx as fx
@@ -155,15 +155,8 @@ class QuantizedModel(nn.Module):
         quantizers = [layer.act_quant for layer in self.layers.values()]
         for q in quantizers:
             q.observe(method, percentile)
-        seen = 0
         try:
-            for batch in tqdm(batches, total=num_batches, desc="calibrating",
-                              disable=not progress, leave=False):
-                x = batch[0] if isinstance(batch, (tuple, list)) else batch
-                self(x.to(module_device(self.module)), params)
-                seen += 1
-                if seen >= num_batches:
-                    break
+            seen = self._run_batches(batches, num_batches, params, "calibrating", progress)
             if seen == 0:
                 raise ValueError("calibrate() got no batches")
         except BaseException:
@@ -173,6 +166,81 @@ class QuantizedModel(nn.Module):
         for q in quantizers:
             q.freeze()
         return self
+
+    @torch.no_grad()
+    def estimate_bn(self, batches: Iterable[Tensor | Sequence[Tensor]], num_batches: int = 20,
+                    params: Mapping[str, Tensor] | None = None,
+                    progress: bool = False) -> "QuantizedModel":
+        r"""Re-estimate every batch norm's running statistics, then switch to ``"running"``.
+
+        The running statistics are reset and become the plain average over
+        ``num_batches`` batches of the batch mean and (unbiased) variance,
+
+        .. math::
+            \hat\mu = \frac{1}{K} \sum_{k=1}^{K} \mu_k, \qquad
+            \hat\sigma^2 = \frac{1}{K} \sum_{k=1}^{K} \frac{n_k}{n_k - 1} \sigma_k^2,
+
+        what ``nn.BatchNorm`` with ``momentum=None`` accumulates in training (an
+        exponential average from reset statistics would keep a share of the reset
+        values). Each batch runs the network as it is set now (weights quantized at
+        their bits, activations as the quantizers are set) with ``params``. The
+        original model's running statistics are overwritten.
+
+        Args:
+            batches: an iterable of inputs or of ``(input, target, ...)`` tuples.
+            num_batches: how many batches to average over.
+            params: the parameters to estimate with (default: the model's own).
+            progress: show a progress bar.
+
+        Raises:
+            ValueError: no batch.
+        """
+        norms = self.batch_norms()
+        saved = [bn.momentum for bn in norms]
+        for bn in norms:
+            bn.reset_running_stats()
+
+        def cumulative(k: int) -> None:  # batch k (1-based) gets weight 1/k: a plain mean
+            for bn in norms:
+                bn.momentum = 1.0 / k
+
+        self.set_bn("update")
+        try:
+            seen = self._run_batches(batches, num_batches, params, "estimating BN", progress,
+                                     before_each=cumulative)
+            if seen == 0:
+                raise ValueError("estimate_bn() got no batches")
+        finally:
+            for bn, momentum in zip(norms, saved):
+                bn.momentum = momentum
+            self.set_bn("running")
+        return self
+
+    def batch_norms(self) -> list[nn.modules.batchnorm._BatchNorm]:
+        """The original model's batch norms that keep running statistics (folded ones too)."""
+        norms = [sub._bn[0] for sub in self.module.modules() if isinstance(sub, BatchNormRunner)]
+        norms += [layer._fold[0] for layer in self.layers.values() if layer._fold is not None]
+        unique = list({id(bn): bn for bn in norms}.values())
+        return [bn for bn in unique if bn.track_running_stats and bn.running_mean is not None]
+
+    def _run_batches(self, batches: Iterable[Tensor | Sequence[Tensor]], num_batches: int,
+                     params: Mapping[str, Tensor] | None, desc: str, progress: bool,
+                     before_each: Callable[[int], None] | None = None) -> int:
+        """Run up to ``num_batches`` batches (calling ``before_each(k)`` before the k-th,
+        1-based); returns how many ran."""
+        seen = 0
+        if num_batches < 1:
+            return seen
+        for batch in tqdm(batches, total=num_batches, desc=desc, disable=not progress,
+                          leave=False):
+            x = batch[0] if isinstance(batch, (tuple, list)) else batch
+            if before_each is not None:
+                before_each(seen + 1)
+            self(x.to(module_device(self.module)), params)
+            seen += 1
+            if seen >= num_batches:
+                break
+        return seen
 
     def reset_calibration(self) -> "QuantizedModel":
         """Return to per-batch (dynamic) activation ranges."""
@@ -262,7 +330,7 @@ def quantize(model: nn.Module, spec: QuantSpec | None = None,
                     "nn.ConvNd/nn.Linear subclass, so it cannot be fake-quantized; keep it at "
                     "32 bits with QuantSpec(layers={name: 32})")
             layer = QuantLayer(sub, w_bits, a_bits, spec.per_channel, learnable_scales,
-                               folded.get(node.target))
+                               folded.get(node.target)).to(module_device(sub))
             module.add_submodule(node.target, layer)
             layers[node.target] = layer
     module.graph.lint()
