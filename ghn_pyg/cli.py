@@ -10,6 +10,48 @@ from typing import Sequence
 __all__ = ["main", "build_parser"]
 
 
+#: The demo's calibrated protocol reads fewer training batches than the results tables
+#: (20 and 8) to stay a few minutes long; on validation architectures the difference
+#: was within about one point (README, "Evaluation protocols").
+DEMO_BN_BATCHES, DEMO_CALIB_BATCHES = 4, 2
+
+
+def add_protocol_arguments(parser: argparse.ArgumentParser, **defaults_override) -> None:
+    """The evaluation-protocol flags shared by ``eval`` and ``demo``.
+
+    Args:
+        parser: the subcommand's parser.
+        defaults_override: other defaults for :class:`~ghn_pyg.train.protocol.EvalProtocol`
+            fields (e.g. fewer batches for the demo).
+    """
+    from .train.protocol import PROTOCOLS, EvalProtocol
+
+    defaults = EvalProtocol(**defaults_override)
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="calibrated",
+                        help="calibrated (default): BN statistics re-estimated and activation "
+                             "ranges calibrated on training images, then frozen; ghn2: each test "
+                             "batch's statistics and ranges (GHN-2's protocol)")
+    parser.add_argument("--bn-batches", type=int, default=defaults.bn_batches,
+                        help=f"calibrated: training batches for BN statistics "
+                             f"(default {defaults.bn_batches})")
+    parser.add_argument("--calib-batches", type=int, default=defaults.calib_batches,
+                        help=f"calibrated: training batches for activation ranges "
+                             f"(default {defaults.calib_batches})")
+    parser.add_argument("--calibration", choices=("minmax", "percentile", "mse"),
+                        default=defaults.calib_method, help="calibrated: range method")
+    parser.add_argument("--per-tensor", action="store_true",
+                        help="one weight scale per tensor (default per output channel)")
+    parser.add_argument("--first-last-8bit", action="store_true",
+                        help="keep the first and last layers at 8 bits")
+
+
+def protocol_from_args(args: argparse.Namespace):
+    """The :class:`~ghn_pyg.train.protocol.EvalProtocol` the flags describe."""
+    from .train.protocol import EvalProtocol
+
+    return EvalProtocol(args.protocol, args.bn_batches, args.calib_batches, args.calibration)
+
+
 def _shape(text: str) -> tuple[int, ...]:
     try:
         dims = tuple(int(d) for d in text.replace("x", ",").split(","))
@@ -75,8 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser(
         "eval", help="accuracy of GHN-predicted vs random parameters per bit-width",
         description="Evaluate every architecture of a split on the test images: the GHNs' "
-                    "predictions and random initializations, at each bit-width, BN on batch "
-                    "statistics. Writes results.csv, summary.md and accuracy_vs_bits.png.")
+                    "predictions and random initializations, at each bit-width, under an "
+                    "evaluation protocol (default calibrated: BN statistics and activation ranges "
+                    "fixed on training images; ghn2: per-test-batch statistics and ranges). "
+                    "Writes results.csv, summary.md and accuracy_vs_bits.png.")
     evaluate.add_argument("--ckpt", action="append", required=True, metavar="[NAME=]PATH",
                           help="GHN or training checkpoint; repeat for several (e.g. GHN=a.pt "
                                "GHN-QAT=b.pt)")
@@ -96,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="also train each network with SGD for N epochs (reference)")
     evaluate.add_argument("--max-train-images", type=int, default=None,
                           help="training images for --sgd-epochs (default all)")
+    add_protocol_arguments(evaluate)
     evaluate.add_argument("--max-archs", type=int, default=None)
     evaluate.add_argument("--max-images", type=int, default=None)
     evaluate.add_argument("--batch-size", type=int, default=256)
@@ -109,8 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "architectures of the efficient space and for resnet18, mobilenet_v2 and "
                     "efficientnet_b0 (1x28x28, 10 classes); evaluate on Fashion-MNIST test images "
                     "at 32, 8, 4 and 2 bits against He-initialised networks.")
-    demo.add_argument("--archs", type=int, default=20, help="unseen efficient architectures")
-    demo.add_argument("--max-images", type=int, default=1000, help="test images per evaluation")
+    demo.add_argument("--archs", type=int, default=10, help="unseen efficient architectures")
+    demo.add_argument("--max-images", type=int, default=1000,
+                      help="test images per evaluation (the results tables use all 10,000)")
+    add_protocol_arguments(demo, bn_batches=DEMO_BN_BATCHES, calib_batches=DEMO_CALIB_BATCHES)
     demo.add_argument("--data-root", default=None, help="Fashion-MNIST folder")
     demo.add_argument("--torchvision", nargs="*", default=None, metavar="NAME",
                       help="torchvision models to add (default resnet18 mobilenet_v2 "

@@ -31,8 +31,16 @@ def pyplot(required: bool = False) -> Any:
     return plt
 
 
-def save_figure(fig: Any, path: str | Path, dpi: int = 120) -> Path:
+def save_figure(fig: Any, path: str | Path, dpi: int = 120,
+                rect: tuple[float, float, float, float] | None = None) -> Path:
     """Lay out ``fig``, write it to ``path`` atomically (format from the suffix), close it.
+
+    Args:
+        fig: the figure.
+        path: where to write.
+        dpi: resolution.
+        rect: the part of the figure the axes are laid out in (``tight_layout``'s
+            ``rect``; leave room for a figure legend or title).
 
     Returns:
         ``path``.
@@ -41,7 +49,10 @@ def save_figure(fig: Any, path: str | Path, dpi: int = 120) -> Path:
 
     path = Path(path)
     try:
-        fig.tight_layout()
+        if rect is None:
+            fig.tight_layout()
+        else:
+            fig.tight_layout(rect=rect)
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=dpi)
     finally:

@@ -184,6 +184,14 @@ def test_cli_train_eval_predict(graphs, tmp_path, capsys):
     rows = (tmp_path / "eval" / "results.csv").read_text().splitlines()
     assert len(rows) == 1 + 3 * 2 * 3
     assert (tmp_path / "eval" / "accuracy_vs_bits.png").is_file()
+    assert "protocol calibrated: BN statistics re-estimated on 20 training batches" in text
+    assert main(["eval", "--ckpt", str(out / "last.pt"), "--size", "3", "--max-archs", "1",
+                 "--bits", "4", "--max-images", "32", "--baselines", "he", "--protocol", "ghn2", "--per-tensor",
+                 "--first-last-8bit", "--out", str(tmp_path / "eval2")]) == 0
+    assert "protocol ghn2: BN on each test batch's statistics" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["eval", "--ckpt", str(out / "last.pt"), "--protocol", "fast"])
+    assert "invalid choice: 'fast'" in capsys.readouterr().err
     params_file = tmp_path / "p.pt"
     assert main(["predict", "--ckpt", str(out / "last.pt"), "--model", "torchvision:resnet18",
                  "--bits", "4", "--out", str(params_file)]) == 0
@@ -229,6 +237,8 @@ def test_demo_runs_with_shipped_checkpoints(tmp_path, monkeypatch, capsys):
                  "--torchvision", "resnet18", "--out", str(tmp_path / "demo")]) == 0
     out = capsys.readouterr().out
     assert "2 unseen efficient test architectures" in out
+    assert "the first 16 of 20 test images" in out
+    assert "protocol calibrated: BN statistics re-estimated on 4 training batches" in out
     assert "| GHN (float) " in out and "| GHN-QAT " in out and "| he " in out and "W2A2" in out
     assert "resnet18 (1x28x28, 10 classes)" in out
     assert (tmp_path / "demo" / "summary.md").is_file()

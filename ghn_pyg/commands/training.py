@@ -74,10 +74,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
                          args.data_root or first.get("data_root"), synthetic_shape=in_shape)
     if tuple(images.shape) != in_shape:
         raise ValueError(f"test images are {images.shape}, architectures take {in_shape}")
+    from ..cli import protocol_from_args
     from ..train.evaluate import evaluate_split
 
+    protocol = protocol_from_args(args)
     train_images = None
-    if args.sgd_epochs > 0:
+    if args.sgd_epochs > 0 or protocol.needs_training_images:
         from torch.utils.data import Subset
 
         train_images = load_images(args.data or first.get("data", "fashion-mnist"), "train",
@@ -87,8 +89,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
             train_images = Subset(train_images, range(min(args.max_train_images, len(train_images))))
     rows = evaluate_split(archs, images, ghns, bits, args.baselines.split(","), args.max_archs,
                           args.max_images, args.batch_size, args.seed, args.device,
-                          sgd_epochs=args.sgd_epochs, train_images=train_images)
-    title = f"{space}/{args.split}: {len({r.arch for r in rows})} architectures, top-1 (%)"
+                          sgd_epochs=args.sgd_epochs, train_images=train_images,
+                          protocol=protocol, per_channel=not args.per_tensor,
+                          first_last_8bit=args.first_last_8bit)
+    title = (f"{space}/{args.split}: {len({r.arch for r in rows})} architectures, top-1 (%); "
+             f"{protocol.describe()}")
     paths = write_results(rows, args.out, title)
     print(title)
     print(markdown_summary(rows))
@@ -121,6 +126,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from ..cli import protocol_from_args
     from ..data import load_images, sample_specs
     from ..nn import GHN
     from ..spaces import TorchvisionSpace, get_space
@@ -135,10 +141,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     names = DEMO_TORCHVISION if args.torchvision is None else tuple(args.torchvision)
     models += [(name, zoo.build({"space": "torchvision", "name": name}, 1, 10)) for name in names]
     archs = ModuleArchs(models, (1, 28, 28))
-    rows = evaluate_split(archs, images, ghns, (32, 8, 4, 2), ("he",), max_images=args.max_images)
+    protocol = protocol_from_args(args)
+    train_images = load_images("fashion-mnist", "train", args.data_root)
+    rows = evaluate_split(archs, images, ghns, (32, 8, 4, 2), ("he",), max_images=args.max_images,
+                          train_images=train_images, protocol=protocol,
+                          per_channel=not args.per_tensor, first_last_8bit=args.first_last_8bit)
     unseen = [r for r in rows if r.arch.startswith("efficient-test")]
     title = (f"{args.archs} unseen efficient test architectures, Fashion-MNIST "
-             f"({args.max_images} test images), top-1 % (mean ± standard error)")
+             f"(the first {min(args.max_images, len(images))} of {len(images)} test images), "
+             f"top-1 % (mean ± standard error); {protocol.describe()}")
     paths = write_results(unseen, args.out, title)
     print(title)
     print(markdown_summary(unseen))

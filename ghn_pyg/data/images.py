@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-__all__ = ["ImageSet", "load_images", "image_loaders", "synthetic_images", "find_fashion_mnist",
+__all__ = ["ImageSet", "load_images", "image_tensors", "tensor_batches", "image_loaders", "synthetic_images", "find_fashion_mnist",
            "IMAGE_DATASETS", "DEBIAN_FASHION_MNIST"]
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -68,6 +68,40 @@ class ImageSet(Dataset):
         if self.augment:
             x = _random_crop_flip(x)
         return (x - self.mean) / self.std, self.labels[i]
+
+
+def image_tensors(images: Dataset, indices: Sequence[int] | Tensor | None = None
+                  ) -> tuple[Tensor, Tensor]:
+    """Normalised images and labels of a dataset as two tensors, without augmentation.
+
+    Fast for an :class:`ImageSet` (or a ``Subset`` of one): one vectorised conversion
+    instead of one ``__getitem__`` per image.
+
+    Args:
+        images: ``(image, label)`` items.
+        indices: which items, in this order (default: all).
+
+    Returns:
+        ``([n, C, H, W] float32, [n] long)``.
+    """
+    base, index = images, torch.arange(len(images)) if indices is None else torch.as_tensor(indices)
+    while isinstance(base, torch.utils.data.Subset):
+        index = torch.as_tensor(base.indices)[index]
+        base = base.dataset
+    if isinstance(base, ImageSet):
+        x = base.images[index].float().div_(255)
+        return (x - base.mean) / base.std, base.labels[index]
+    items = [images[int(i)] for i in (torch.arange(len(images)) if indices is None else indices)]
+    return torch.stack([x for x, _ in items]), torch.as_tensor([int(y) for _, y in items])
+
+
+def tensor_batches(images: Dataset, batch_size: int, limit: int | None = None
+                   ) -> list[tuple[Tensor, Tensor]]:
+    """The first ``limit`` items of ``images`` (all by default) as ``(images, labels)``
+    batches of ``batch_size``, in order, normalised and without augmentation."""
+    count = len(images) if limit is None else min(limit, len(images))
+    x, y = image_tensors(images, torch.arange(count))
+    return list(zip(x.split(batch_size), y.split(batch_size)))
 
 
 def _random_crop_flip(x: Tensor, pad: int = 2) -> Tensor:

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import math
 import statistics
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ..data.archgraph_dataset import ArchGraphDataset
+from ..data.images import tensor_batches
 from ..fileio import atomic_path
 from ..inits import init_params
 from ..nn.ghn import GHN
@@ -21,8 +24,11 @@ from ..plotting import pyplot, save_figure
 from ..quant.runner import QuantizedModel, quantize
 from ..quant.spec import QuantSpec, annotate
 from ..report import markdown_table
+from .protocol import EvalProtocol, resolve_protocol
 
-__all__ = ["EvalRow", "ModuleArchs", "evaluate_split", "sgd_train", "regression_accuracy",
+__all__ = ["EvalRow", "EvalSetup", "ModuleArchs", "evaluate_split", "evaluate_architecture",
+           "trained_accuracy", "bits_spec", "setting_label", "setup_key", "format_accuracy",
+           "sgd_train", "regression_accuracy",
            "summarize", "markdown_summary", "write_results", "bits_label", "top1"]
 
 
@@ -70,7 +76,7 @@ def bits_label(bits: int) -> str:
 
 
 @torch.no_grad()
-def top1(runner: QuantizedModel, params: dict[str, torch.Tensor] | None, loader: DataLoader,
+def top1(runner: QuantizedModel, params: dict[str, torch.Tensor] | None, loader: Iterable,
          device: torch.device | str = "cpu") -> float:
     """Top-1 accuracy (a fraction) of ``runner`` with ``params`` (None: its own) on
     ``loader``'s ``(images, labels)`` batches."""
@@ -101,8 +107,6 @@ def sgd_train(module: torch.nn.Module, images: Dataset, epochs: int, batch_size:
     Returns:
         The trained copy, in eval mode (BN with running statistics).
     """
-    import copy
-
     device = torch.device(device)
     torch.manual_seed(seed)
     model = copy.deepcopy(module).to(device)
@@ -123,82 +127,221 @@ def sgd_train(module: torch.nn.Module, images: Dataset, epochs: int, batch_size:
     return model.eval()
 
 
+def bits_spec(bits: int, per_channel: bool = True, first_last_8bit: bool = False) -> QuantSpec:
+    """The uniform spec of one evaluated bit-width (first/last layers at 8 bits only when
+    ``bits`` is below 8: FP32 stays float everywhere)."""
+    return QuantSpec.uniform(bits, per_channel=per_channel,
+                             first_last_8bit=first_last_8bit and bits < 8)
+
+
+def setting_label(per_channel: bool = True, first_last_8bit: bool = False) -> str:
+    """``"per-channel"``, ``"per-tensor"``, ``"per-channel+first-last-8bit"``, ..."""
+    return ("per-channel" if per_channel else "per-tensor") + \
+        ("+first-last-8bit" if first_last_8bit else "")
+
+
+def setup_key(protocol: EvalProtocol, per_channel: bool, first_last_8bit: bool,
+              num_images: int) -> str:
+    """:meth:`EvalSetup.key` from its parts (without loading any image)."""
+    return f"{protocol.key()}/{setting_label(per_channel, first_last_8bit)}/{num_images}img"
+
+
+@dataclass
+class EvalSetup:
+    """What every network of an evaluation shares: the protocol, its training batches,
+    the test batches and the weight-quantization setting.
+
+    Build it with :meth:`create`.
+
+    Attributes:
+        protocol: how BN statistics and activation ranges are set.
+        calibration: the protocol's training image batches, on ``device``.
+        test: ``(images, labels)`` test batches, on ``device``.
+        device: where networks run.
+        per_channel: per-output-channel weight scales (False: one per tensor).
+        first_last_8bit: first and last layers at 8 bits below 8 bits.
+    """
+
+    protocol: EvalProtocol
+    calibration: list[torch.Tensor]
+    test: list[tuple[torch.Tensor, torch.Tensor]]
+    device: torch.device
+    per_channel: bool = True
+    first_last_8bit: bool = False
+
+    @classmethod
+    def create(cls, test_images: Dataset, train_images: Dataset | None = None,
+               protocol: str | EvalProtocol = "calibrated", max_images: int | None = None,
+               batch_size: int = 256, device: str | torch.device = "cpu",
+               per_channel: bool = True, first_last_8bit: bool = False) -> "EvalSetup":
+        """Load the batches once.
+
+        Args:
+            test_images: the test split (only read to count correct answers under
+                ``calibrated``).
+            train_images: the training split (needed by ``calibrated``).
+            protocol: ``"calibrated"``, ``"ghn2"`` or an :class:`EvalProtocol`.
+            max_images: the first N test images only.
+            batch_size: test images per forward pass.
+            device, per_channel, first_last_8bit: see the attributes.
+
+        Raises:
+            ValueError: an unknown protocol, or ``calibrated`` without training images.
+        """
+        device = torch.device(device)
+        protocol = resolve_protocol(protocol)
+        calibration = [x.to(device) for x in protocol.calibration_batches(train_images)]
+        test = [(x.to(device), y.to(device))
+                for x, y in tensor_batches(test_images, batch_size, max_images)]
+        return cls(protocol, calibration, test, device, per_channel, first_last_8bit)
+
+    @property
+    def num_images(self) -> int:
+        """Test images counted."""
+        return sum(len(y) for _, y in self.test)
+
+    def spec(self, bits: int) -> QuantSpec:
+        """The spec of one bit-width under this setting."""
+        return bits_spec(bits, self.per_channel, self.first_last_8bit)
+
+    def key(self) -> str:
+        """A string naming the protocol, the setting and the test images (cache keys)."""
+        return setup_key(self.protocol, self.per_channel, self.first_last_8bit, self.num_images)
+
+    def runner(self, module: torch.nn.Module, in_shape: Sequence[int]) -> QuantizedModel:
+        """A quantized runner of ``module`` (on this device) with this weight setting."""
+        return quantize(module.to(self.device), QuantSpec(per_channel=self.per_channel),
+                        (1, *in_shape), bn="batch")
+
+    def top1(self, runner: QuantizedModel, params: dict[str, torch.Tensor] | None) -> float:
+        """Top-1 (a fraction) of ``runner`` at its current bits with ``params`` (None: its
+        own) under the protocol."""
+        self.protocol.apply(runner, params, self.calibration)
+        return top1(runner, params, self.test, self.device)
+
+
+def evaluate_architecture(graph, module: torch.nn.Module, in_shape: Sequence[int],
+                          ghns: dict[str, GHN], bits: Sequence[int], baselines: Sequence[str],
+                          setup: EvalSetup, seed: int = 0) -> list[EvalRow]:
+    """Accuracy of one architecture per method (each GHN, each initializer) and bit-width.
+
+    Args:
+        graph: its :class:`~ghn_pyg.graph.ArchGraph`.
+        module: the network (not modified: a copy is evaluated, since the calibrated
+            protocol writes BN statistics).
+        in_shape: its input (C, H, W).
+        ghns: GHNs by method name (on ``setup.device``, in eval mode).
+        bits: bit-widths.
+        baselines: initializer names (:mod:`ghn_pyg.inits`), drawn once with ``seed``
+            for every bit-width.
+        setup: the shared evaluation setup.
+        seed: seed of the random baselines.
+
+    Returns:
+        One :class:`EvalRow` per method and bit-width.
+    """
+    module = copy.deepcopy(module)
+    runner = setup.runner(module, in_shape)
+    random_params = {name: init_params(name, module, seed) for name in baselines}
+    rows = []
+    for b in bits:
+        annotated = annotate(graph, setup.spec(b))
+        runner.set_bits(annotated)
+        for method, ghn in ghns.items():
+            with torch.no_grad():
+                params = ghn(annotated.to(setup.device))[0]
+            rows.append(EvalRow(graph.name, method, b, setup.top1(runner, params)))
+        for name, params in random_params.items():
+            rows.append(EvalRow(graph.name, name, b, setup.top1(runner, params)))
+    return rows
+
+
+def trained_accuracy(model: torch.nn.Module, in_shape: Sequence[int], bits: Sequence[int],
+                     setup: EvalSetup) -> dict[int, float]:
+    """Top-1 of a trained network quantized post-training at each of ``bits``.
+
+    Args:
+        model: the trained network (not modified: a copy is evaluated).
+        in_shape: its input (C, H, W).
+        bits: bit-widths.
+        setup: the shared evaluation setup.
+
+    Returns:
+        ``{bits: top-1 fraction}``.
+    """
+    runner = setup.runner(copy.deepcopy(model), in_shape)
+    out = {}
+    for b in bits:
+        runner.set_bits(setup.spec(b))
+        out[b] = setup.top1(runner, None)
+    return out
+
+
 def evaluate_split(archs: ArchGraphDataset | ModuleArchs, images: Dataset, ghns: dict[str, GHN],
                    bits: Sequence[int] = (32, 8, 4, 2),
                    baselines: Sequence[str] = ("default", "he", "xavier"),
                    max_archs: int | None = None, max_images: int | None = None,
                    batch_size: int = 256, seed: int = 0, device: str | torch.device = "cpu",
                    progress: bool = True, sgd_epochs: int = 0,
-                   train_images: Dataset | None = None) -> list[EvalRow]:
+                   train_images: Dataset | None = None,
+                   protocol: str | EvalProtocol = "calibrated", per_channel: bool = True,
+                   first_last_8bit: bool = False) -> list[EvalRow]:
     """Accuracy of every architecture of a split, per method and bit-width.
 
-    BN uses batch statistics for predicted and random parameters alike (GHN-2's
-    protocol). Each GHN predicts with the graph annotated at the evaluated bits;
-    random baselines draw the same parameters for every bit-width (seeded per
-    architecture).
+    Every method is measured under the same ``protocol`` (see
+    :mod:`ghn_pyg.train.protocol`): ``"calibrated"`` re-estimates BN statistics and
+    calibrates activation ranges on training images with the parameters being
+    evaluated, then freezes them; ``"ghn2"`` uses each test batch's statistics and
+    ranges (GHN-2's protocol). Each GHN predicts with the graph annotated at the
+    evaluated bits; random baselines draw the same parameters for every bit-width
+    (seeded per architecture). The architectures' own modules are not modified.
 
     Args:
         archs: the architecture split.
-        images: the test images.
+        images: the test images (only read to count correct answers under
+            ``calibrated``).
         ghns: GHNs by method name, e.g. ``{"GHN": ghn, "GHN-QAT": ghn_qat}``.
         bits: bit-widths (weights and activations alike; 32 is float).
         baselines: initializer names (:mod:`ghn_pyg.inits`).
         max_archs: evaluate the first N architectures only.
         max_images: evaluate the first N images only.
-        batch_size: images per forward pass.
-        seed: seed of the random baselines.
+        batch_size: test images per forward pass.
+        seed: seed of the random baselines (architecture i uses ``seed + i``).
         device: where to run.
         progress: show a progress bar.
         sgd_epochs: also train each network with SGD for this many epochs on
             ``train_images`` (method ``"SGD N ep"``), then quantize it post-training
-            (running BN statistics, min/max calibration on 4 training batches).
-        train_images: the training images for ``sgd_epochs``.
+            under the same protocol.
+        train_images: training images (calibration under ``calibrated``, and SGD).
+        protocol: ``"calibrated"``, ``"ghn2"`` or an :class:`EvalProtocol`.
+        per_channel: per-output-channel weight scales (False: one per tensor).
+        first_last_8bit: keep the first and last layers at 8 bits below 8 bits.
 
     Returns:
         One :class:`EvalRow` per architecture, method and bit-width.
+
+    Raises:
+        ValueError: an unknown protocol, or ``calibrated`` / ``sgd_epochs`` without
+            ``train_images``.
     """
-    device = torch.device(device)
-    if max_images is not None:
-        images = Subset(images, range(min(max_images, len(images))))
-    loader = DataLoader(images, batch_size=batch_size)
+    if sgd_epochs > 0 and train_images is None:
+        raise ValueError("sgd_epochs needs train_images")
+    setup = EvalSetup.create(images, train_images, protocol, max_images, batch_size, device,
+                             per_channel, first_last_8bit)
     n = len(archs) if max_archs is None else min(max_archs, len(archs))
     for ghn in ghns.values():
-        ghn.to(device).eval()
+        ghn.to(setup.device).eval()
     rows: list[EvalRow] = []
-    for i in tqdm(range(n), desc="evaluating architectures", disable=not progress):
-        graph = archs[i]
-        module = archs.build_module(i).to(device)
-        runner = quantize(module, None, (1, *archs.in_shape), bn="batch")
-        random_params = {name: init_params(name, module, seed + i) for name in baselines}
-        for b in bits:
-            annotated = annotate(graph, QuantSpec.uniform(b))
-            runner.set_bits(annotated)
-            for method, ghn in ghns.items():
-                params = ghn(annotated.to(device))[0]
-                rows.append(EvalRow(graph.name, method, b, top1(runner, params, loader, device)))
-            for name, params in random_params.items():
-                rows.append(EvalRow(graph.name, name, b, top1(runner, params, loader, device)))
+    for i in tqdm(range(n), desc=f"evaluating architectures ({setup.protocol.name})",
+                  disable=not progress):
+        graph, module = archs[i], archs.build_module(i)
+        rows += evaluate_architecture(graph, module, archs.in_shape, ghns, bits, baselines,
+                                      setup, seed + i)
         if sgd_epochs > 0:
-            rows += _sgd_rows(graph, module, archs.in_shape, train_images, sgd_epochs, bits,
-                              loader, seed + i, device)
-    return rows
-
-
-def _sgd_rows(graph, module: torch.nn.Module, in_shape: Sequence[int],
-              train_images: Dataset | None, epochs: int, bits: Sequence[int],
-              loader: DataLoader, seed: int, device: torch.device) -> list[EvalRow]:
-    if train_images is None:
-        raise ValueError("sgd_epochs needs train_images")
-    trained = sgd_train(module, train_images, epochs, seed=seed, device=device)
-    runner = quantize(trained, None, (1, *in_shape), bn="running")
-    calibration = DataLoader(train_images, batch_size=256)
-    rows = []
-    for b in bits:
-        runner.set_bits(annotate(runner.graph, QuantSpec.uniform(b))).reset_calibration()
-        if b < 32:
-            runner.calibrate(calibration, num_batches=4)
-        rows.append(EvalRow(graph.name, f"SGD {epochs} ep", b,
-                            top1(runner, None, loader, device)))
+            trained = sgd_train(module, train_images, sgd_epochs, seed=seed + i,
+                                device=setup.device)
+            rows += [EvalRow(graph.name, f"SGD {sgd_epochs} ep", b, accuracy) for b, accuracy in
+                     trained_accuracy(trained, archs.in_shape, bits, setup).items()]
     return rows
 
 
@@ -214,13 +357,18 @@ def summarize(rows: Sequence[EvalRow]) -> dict[tuple[str, int], tuple[float, flo
     return out
 
 
+def format_accuracy(mean: float, se: float, count: int) -> str:
+    """``"47.5 ± 1.2"`` (in %) over several architectures, ``"47.5"`` for one."""
+    return f"{100 * mean:.1f} ± {100 * se:.1f}" if count > 1 else f"{100 * mean:.1f}"
+
+
 def markdown_summary(rows: Sequence[EvalRow]) -> str:
-    """A table of mean +- standard error (in %), methods as rows, bit-widths as columns."""
+    """A table of mean ± standard error (in %), methods as rows, bit-widths as columns
+    (the mean alone for a single architecture)."""
     summary = summarize(rows)
     methods = list(dict.fromkeys(r.method for r in rows))
     bits = sorted({r.bits for r in rows}, reverse=True)
-    table = [[m] + [f"{100 * summary[m, b][0]:.1f} ± {100 * summary[m, b][1]:.1f}" for b in bits]
-             for m in methods]
+    table = [[m] + [format_accuracy(*summary[m, b]) for b in bits] for m in methods]
     return markdown_table(["method"] + [bits_label(b) for b in bits], table)
 
 
@@ -259,7 +407,7 @@ def _plot(rows: Sequence[EvalRow], path: Path, title: str) -> Path | None:
     ax.set_xticks(range(len(bits)), [bits_label(b) for b in bits])
     ax.set_ylabel("top-1 accuracy (%)")
     ax.set_xlabel("bit-width")
-    ax.set_title(title or "accuracy vs bit-width", fontsize=9)
+    ax.set_title(textwrap.fill(title or "accuracy vs bit-width", 60), fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return save_figure(fig, path)
@@ -277,5 +425,6 @@ def regression_accuracy(ghn: GHN, images: Dataset, bits: int, archs: int = 5, se
     shape = tuple(images[0][0].shape)
     models = [(f"efficient-test-{i:02d}", space.build(s, shape[0], 10)) for i, s in enumerate(specs)]
     rows = evaluate_split(ModuleArchs(models, shape), images, {"GHN": ghn}, (bits,), (),
-                          max_images=max_images, batch_size=batch_size, progress=False)
+                          max_images=max_images, batch_size=batch_size, progress=False,
+                          protocol="ghn2")
     return statistics.fmean(r.accuracy for r in rows)

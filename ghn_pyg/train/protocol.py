@@ -1,0 +1,143 @@
+"""Evaluation protocols: how BN statistics and activation ranges are set before counting.
+
+Two protocols, applied alike to every method (GHN predictions, random initializations,
+SGD-trained networks):
+
+- ``ghn2``: BN normalises with the statistics of each test batch and activation ranges
+  are re-measured on each test batch (dynamic quantization). This is GHN-2's protocol
+  for predicted parameters, kept to compare with published numbers; results depend on
+  the test batch size and order, and low-bit ranges are set by test images.
+- ``calibrated``: BN running statistics are re-estimated from ``bn_batches`` training
+  batches with the parameters being evaluated (a cumulative average from reset
+  statistics, weights quantized at the evaluated bits, activations on per-batch
+  ranges), then activation ranges are calibrated on the first ``calib_batches`` of the
+  same training batches (``calib_method``) and frozen. Test images are only read to
+  count correct answers, so accuracy does not depend on how they are batched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from ..data.images import image_tensors
+from ..quant.quantizers import CALIBRATION_METHODS, CalibrationMethod
+from ..quant.runner import QuantizedModel
+from ..quant.spec import FLOAT_BITS
+
+__all__ = ["EvalProtocol", "PROTOCOLS", "resolve_protocol"]
+
+#: The protocol names.
+PROTOCOLS: tuple[str, ...] = ("ghn2", "calibrated")
+
+
+@dataclass(frozen=True)
+class EvalProtocol:
+    """How a network's BN statistics and activation ranges are set before evaluation.
+
+    Args:
+        name: ``"ghn2"`` (per-test-batch BN statistics and activation ranges) or
+            ``"calibrated"`` (both fixed from training images, then frozen).
+        bn_batches: training batches the BN statistics are averaged over (calibrated).
+        calib_batches: training batches the activation ranges are calibrated on
+            (calibrated; the first ones of the BN batches).
+        calib_method: ``"minmax"``, ``"percentile"`` or ``"mse"``.
+        batch_size: images per calibration batch.
+        seed: seed of the choice of training images.
+
+    Raises:
+        ValueError: an unknown name or method, or a non-positive count.
+    """
+
+    name: str = "calibrated"
+    bn_batches: int = 20
+    calib_batches: int = 8
+    calib_method: CalibrationMethod = "minmax"
+    batch_size: int = 256
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.name not in PROTOCOLS:
+            raise ValueError(f"unknown evaluation protocol {self.name!r}; use one of "
+                             f"{', '.join(PROTOCOLS)}")
+        if self.calib_method not in CALIBRATION_METHODS:
+            raise ValueError(f"unknown calibration method {self.calib_method!r}; use one of "
+                             f"{', '.join(CALIBRATION_METHODS)}")
+        for field in ("bn_batches", "calib_batches", "batch_size"):
+            if getattr(self, field) < 1:
+                raise ValueError(f"EvalProtocol.{field} must be >= 1, got {getattr(self, field)}")
+
+    @property
+    def needs_training_images(self) -> bool:
+        """Whether :meth:`apply` reads training batches."""
+        return self.name == "calibrated"
+
+    def key(self) -> str:
+        """A short string that identifies every setting (for caches and tables)."""
+        if self.name == "ghn2":
+            return "ghn2"
+        return (f"calibrated-bn{self.bn_batches}-{self.calib_method}{self.calib_batches}"
+                f"-b{self.batch_size}-s{self.seed}")
+
+    def describe(self) -> str:
+        """One sentence for table captions."""
+        if self.name == "ghn2":
+            return ("protocol ghn2: BN on each test batch's statistics, activation ranges "
+                    "measured on each test batch")
+        return (f"protocol calibrated: BN statistics re-estimated on {self.bn_batches} "
+                f"training batches of {self.batch_size}, activation ranges calibrated "
+                f"({self.calib_method}) on {self.calib_batches} of them, then frozen")
+
+    def calibration_batches(self, train_images: Dataset | None) -> list[Tensor]:
+        """The training image batches :meth:`apply` reads (empty for ``ghn2``).
+
+        The first ``max(bn_batches, calib_batches) * batch_size`` images of a
+        permutation of ``train_images`` drawn with ``seed``: the same images for every
+        network and method.
+
+        Raises:
+            ValueError: ``calibrated`` without training images.
+        """
+        if not self.needs_training_images:
+            return []
+        if train_images is None or len(train_images) == 0:
+            raise ValueError("the calibrated protocol needs training images (pass "
+                             "train_images=load_images(name, 'train')), or use protocol='ghn2'")
+        count = min(len(train_images), max(self.bn_batches, self.calib_batches) * self.batch_size)
+        order = torch.randperm(len(train_images), generator=torch.Generator().manual_seed(self.seed))
+        images, _ = image_tensors(train_images, order[:count])
+        return list(images.split(self.batch_size))
+
+    def apply(self, runner: QuantizedModel, params: Mapping[str, Tensor] | None,
+              batches: Sequence[Tensor]) -> QuantizedModel:
+        """Set ``runner``'s BN mode and activation ranges for ``params`` at its current bits.
+
+        Args:
+            runner: the quantized network, its bits already set.
+            params: the parameters to evaluate (None: the model's own).
+            batches: :meth:`calibration_batches`.
+
+        Returns:
+            ``runner``, ready to count correct answers.
+        """
+        runner.reset_calibration()
+        if self.name == "ghn2":
+            return runner.set_bn("batch")
+        runner.estimate_bn(batches, self.bn_batches, params)
+        if any(layer.act_quant.bits < FLOAT_BITS for layer in runner.layers.values()):
+            runner.calibrate(batches, self.calib_batches, self.calib_method, params=params)
+        return runner
+
+    def replace(self, **changes) -> "EvalProtocol":
+        """A copy with some settings changed."""
+        return dataclasses.replace(self, **changes)
+
+
+def resolve_protocol(protocol: str | EvalProtocol) -> EvalProtocol:
+    """An :class:`EvalProtocol` from a name (default settings) or itself."""
+    return protocol if isinstance(protocol, EvalProtocol) else EvalProtocol(name=protocol)
