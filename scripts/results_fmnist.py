@@ -1,129 +1,142 @@
-"""The README's results table: shipped GHN and GHN-QAT vs He init vs SGD, per split.
+"""Every results table and figure of the README: shipped GHN and GHN-QAT vs He init vs a
+converged SGD reference on Fashion-MNIST, under both evaluation protocols.
 
-For each split (the unseen ``test`` architectures of the ``efficient`` space, the
-out-of-distribution ``wide``, ``deep`` and ``nobn`` splits, and the torchvision zoo
-adapted to 1x28x28, lighter models first): the first ``--archs`` test architectures (``--ood-archs`` of the
-other splits, ``--torchvision-archs`` zoo models; seed 0), top-1 on the first
-``--images`` Fashion-MNIST test images (``--ood-images`` for the other splits) at
-FP32, W8A8, W4A4 and W2A2, BN on batch statistics (GHN-2's protocol), mean ± standard
-error over architectures. On the test
-split the first ``--sgd-archs`` architectures are also trained with SGD for
-``--sgd-epochs`` on the first ``--sgd-train-images`` training images (the 5,000
-validation images are held out) and quantized post-training, giving the predicted /
-trained accuracy ratio.
-Each split's rows go to ``OUT/SPLIT/`` (CSV, markdown, plot); a finished split is
-read back instead of run again; ``OUT/table.md`` collects them.
+Jobs (all on the full 10,000 test images by default; mean ± standard error over
+architectures):
 
-    python scripts/results_fmnist.py --out results/fmnist
+- protocols ``calibrated`` and ``ghn2`` (``ghn_pyg.train.protocol``), per-channel
+  weights, bits 32/8/4/2, on the splits: the first ``--archs`` unseen ``test``
+  architectures of the ``efficient`` space (seed 0), the first ``--ood-archs`` of the
+  out-of-distribution ``wide``, ``deep`` and ``nobn`` splits, and ``--torchvision-archs``
+  torchvision networks adapted to 1x28x28. On the test split the converged SGD
+  reference (``ghn_pyg.train.reference``: default init, trained until validation
+  accuracy stops improving, quantized post-training under the same protocol) is
+  evaluated too; its accuracies are cached in ``OUT/sgd-reference/`` and reused
+  across GHN versions.
+- weight settings under ``calibrated`` on the test split, bits 8/4/2: per-tensor
+  weights, and first/last layers at 8 bits with per-channel and per-tensor weights.
+
+Every (job, architecture) is cached in ``OUT/cache/`` (keyed by the GHNs' weights and
+every setting), so the command resumes where it stopped; ``--shard k/n`` lets n
+processes share the work (run once more without ``--shard`` to write the tables).
+Writes ``OUT/results.csv``, ``OUT/tables.md`` and the plots into ``--figures``, and
+prints the total time.
+
+    python scripts/results_fmnist.py                      # docs/results/fmnist, docs/figures
+    python scripts/results_fmnist.py --device cuda --shard 0/4 & ...   # four processes
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import statistics
+import platform
 import time
 import warnings
 from pathlib import Path
 
 warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", category=FutureWarning)
 
-from torch.utils.data import Subset  # noqa: E402
+import torch  # noqa: E402
 
 from ghn_pyg.data import load_images, sample_specs  # noqa: E402
-from ghn_pyg.fileio import atomic_path  # noqa: E402
 from ghn_pyg.nn import GHN  # noqa: E402
-from ghn_pyg.report import markdown_table  # noqa: E402
 from ghn_pyg.spaces import TorchvisionSpace, get_space  # noqa: E402
-from ghn_pyg.train.evaluate import (EvalRow, ModuleArchs, bits_label, evaluate_split,  # noqa: E402
-                                    summarize, write_results)
+from ghn_pyg.train.protocol import EvalProtocol  # noqa: E402
+from ghn_pyg.train.reference import SGDRecipe, SGDReference  # noqa: E402
+from ghn_pyg.train.results import ResultJob, run_jobs, write_tables  # noqa: E402
 
-BITS = (32, 8, 4, 2)
 #: The torchvision networks evaluated, lighter ones first (all of them take 1x28x28).
 TORCHVISION = ("resnet18", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0",
                "squeezenet1_0", "regnet_x_400mf", "shufflenet_v2_x1_0", "mnasnet1_0",
                "resnet50", "densenet121")
+SPLITS = ("test", "wide", "deep", "nobn", "torchvision")
 
 
-def split_models(split: str, count: int) -> list:
-    """``(name, module)`` of the first ``count`` architectures of ``split`` at 1x28x28."""
+def split_models(split: str, counts: dict[str, int]) -> list:
+    """``(name, module)`` of the first architectures of ``split`` at 1x28x28."""
     if split == "torchvision":
         zoo = TorchvisionSpace()
         return [(name, zoo.build({"space": "torchvision", "name": name}, 1, 10))
-                for name in TORCHVISION[:count]]
+                for name in TORCHVISION[:counts[split]]]
     space = get_space("efficient")
     return [(f"{split}-{i:02d}", space.build(s, 1, 10))
-            for i, s in enumerate(sample_specs(space, split, count, 0))]
+            for i, s in enumerate(sample_specs(space, split, counts[split], 0))]
 
 
-def read_rows(path: Path) -> list[EvalRow]:
-    """Rows of a ``results.csv`` written by :func:`write_results`."""
-    return [EvalRow(r["arch"], r["method"], int(r["bits"]), float(r["accuracy"]))
-            for r in csv.DictReader(path.open())]
+def make_jobs(args: argparse.Namespace) -> list[ResultJob]:
+    """The table blocks asked for by the arguments."""
+    images = args.images or None
+    calibrated = EvalProtocol("calibrated", args.bn_batches, args.calib_batches, args.calibration)
+    jobs = []
+    for protocol in (calibrated, EvalProtocol("ghn2")):
+        jobs += [ResultJob(split, protocol, sgd=split == "test" and args.sgd, images=images)
+                 for split in args.splits.split(",")]
+    if args.settings:
+        for per_channel, first_last in ((False, False), (True, True), (False, True)):
+            jobs.append(ResultJob("test", calibrated, (8, 4, 2), per_channel, first_last,
+                                  sgd=args.sgd, images=images))
+    return jobs
+
+
+def machine(device: str) -> str:
+    """A short description of where this ran."""
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return f"one {torch.cuda.get_device_name()} (torch {torch.__version__})"
+    return f"{torch.get_num_threads()}-thread CPU {platform.machine()} (torch {torch.__version__})"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--splits", default="test,wide,deep,nobn,torchvision")
-    parser.add_argument("--archs", type=int, default=20)
-    parser.add_argument("--ood-archs", type=int, default=5)
+    parser.add_argument("--splits", default=",".join(SPLITS))
+    parser.add_argument("--archs", type=int, default=20, help="test architectures")
+    parser.add_argument("--ood-archs", type=int, default=5, help="wide/deep/nobn architectures")
     parser.add_argument("--torchvision-archs", type=int, default=6,
                         help="the first N of TORCHVISION")
-    parser.add_argument("--images", type=int, default=1000)
-    parser.add_argument("--ood-images", type=int, default=500)
-    parser.add_argument("--sgd-archs", type=int, default=20)
-    parser.add_argument("--sgd-epochs", type=int, default=1)
-    parser.add_argument("--sgd-train-images", type=int, default=10000,
-                        help="the first N training images for SGD (0: all 55,000)")
-    parser.add_argument("--out", default="results/fmnist")
+    parser.add_argument("--images", type=int, default=0, help="test images (0: all 10,000)")
+    parser.add_argument("--bn-batches", type=int, default=20)
+    parser.add_argument("--calib-batches", type=int, default=8)
+    parser.add_argument("--calibration", default="minmax", choices=("minmax", "percentile", "mse"))
+    parser.add_argument("--no-sgd", dest="sgd", action="store_false",
+                        help="skip the converged SGD reference")
+    parser.add_argument("--no-settings", dest="settings", action="store_false",
+                        help="skip the per-tensor / first-last-8-bit blocks")
+    parser.add_argument("--sgd-max-epochs", type=int, default=SGDRecipe.max_epochs)
+    parser.add_argument("--sgd-patience", type=int, default=SGDRecipe.patience)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--shard", default="0/1", help="k/n: this process's share of the work")
+    parser.add_argument("--out", default="docs/results/fmnist")
+    parser.add_argument("--figures", default="docs/figures/fmnist")
+    parser.add_argument("--sgd-models", default="results/sgd-models",
+                        help="where trained reference weights are kept (not committed)")
     args = parser.parse_args()
+    k, n = (int(v) for v in args.shard.split("/"))
+    started = time.perf_counter()
     ghns = {"GHN (float)": GHN.from_pretrained("ghn-fmnist"),
             "GHN-QAT": GHN.from_pretrained("ghn-qat-fmnist")}
     test_images = load_images("fashion-mnist", "test")
     train_images = load_images("fashion-mnist", "train")
-    if args.sgd_train_images:
-        train_images = Subset(train_images, range(min(args.sgd_train_images, len(train_images))))
+    val_images = load_images("fashion-mnist", "val")
     out = Path(args.out)
-    table, ratio_lines = [], []
-    for split in args.splits.split(","):
-        folder = out / split
-        if (folder / "results.csv").is_file():
-            rows = read_rows(folder / "results.csv")
-        else:
-            started = time.perf_counter()
-            count = {"test": args.archs, "torchvision": args.torchvision_archs}.get(
-                split, args.ood_archs)
-            images = args.images if split == "test" else args.ood_images
-            archs = ModuleArchs(split_models(split, count), (1, 28, 28))
-            rows = evaluate_split(archs, test_images, ghns, BITS, ("he",), max_images=images)
-            if split == "test" and args.sgd_epochs > 0:
-                sgd = ModuleArchs(split_models(split, args.sgd_archs), (1, 28, 28))
-                rows += [r for r in evaluate_split(sgd, test_images, {}, BITS, (),
-                                                   max_images=args.images,
-                                                   sgd_epochs=args.sgd_epochs,
-                                                   train_images=train_images)]
-            write_results(rows, folder, f"{split}: {len({r.arch for r in rows})} architectures, "
-                                        f"{images} test images")
-            print(f"{split}: {(time.perf_counter() - started) / 60:.1f} min")
-        summary = summarize(rows)
-        archs_in = {m: n for (m, _), (_, _, n) in summary.items()}
-        for method in dict.fromkeys(r.method for r in rows):
-            table.append([split, f"{method} ({archs_in[method]})"] +
-                         [f"{100 * summary[method, b][0]:.1f} ± {100 * summary[method, b][1]:.1f}"
-                          for b in BITS])
-        sgd_name = f"SGD {args.sgd_epochs} ep"
-        if (sgd_name, 32) in summary:
-            names = {r.arch for r in rows if r.method == sgd_name}
-            for method in ghns:
-                pred = statistics.fmean(r.accuracy for r in rows if r.method == method
-                                        and r.bits == 32 and r.arch in names)
-                ratio_lines.append(f"{method} / {sgd_name} at FP32 on the same {len(names)} "
-                                   f"architectures: {pred / summary[sgd_name, 32][0]:.2f}")
-    text = markdown_table(["split", "method (archs)"] + [bits_label(b) for b in BITS], table)
-    text += "\n\n" + "\n".join(ratio_lines) + "\n"
-    with atomic_path(out / "table.md") as tmp:
-        tmp.write_text(text)
-    print(text)
+    counts = {"test": args.archs, "torchvision": args.torchvision_archs}
+    counts.update({s: args.ood_archs for s in ("wide", "deep", "nobn")})
+    recipe = SGDRecipe(max_epochs=args.sgd_max_epochs, patience=args.sgd_patience)
+    sgd = SGDReference(out / "sgd-reference", train_images, val_images, recipe, args.device,
+                       models=args.sgd_models)
+    rows = run_jobs(make_jobs(args), lambda split: split_models(split, counts), (1, 28, 28), ghns,
+                    ("he",), test_images, train_images, out / "cache", sgd, args.device,
+                    shard=(k, n))
+    minutes = (time.perf_counter() - started) / 60
+    if rows is None:
+        print(f"shard {k}/{n} done in {minutes:.1f} min; other shards still running or to run")
+        return
+    caption = (f"`python scripts/results_fmnist.py` ({machine(args.device)}); architectures "
+               f"seed 0, He init seed 0 + architecture index, SGD reference: {recipe.key()}; "
+               f"{len(test_images) if not args.images else args.images} test images. "
+               f"Calibrated protocol: BN statistics from {args.bn_batches} training batches of "
+               f"256, activation ranges {args.calibration} on {args.calib_batches} of them.")
+    paths = write_tables(rows, out, args.figures, caption)
+    print(Path(paths["markdown"]).read_text())
+    print(f"total {minutes:.1f} min; wrote " + ", ".join(str(p) for p in paths.values()))
 
 
 if __name__ == "__main__":

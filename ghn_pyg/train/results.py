@@ -1,0 +1,309 @@
+"""Results tables: several evaluation jobs over architecture splits, cached per architecture.
+
+A :class:`ResultJob` is one table block: a split, an evaluation protocol, a
+weight-quantization setting and bit-widths. :func:`run_jobs` evaluates every
+architecture of every job (GHNs, random initializers and, where asked, the converged
+SGD reference) and caches each architecture's rows in ``cache/JOB/ARCH.csv`` with a
+key of everything they depend on (the GHNs' weights, the protocol, the setting, the
+test images, the seeds), so a rerun skips finished architectures and recomputes stale
+ones; ``shard=(k, n)`` takes every n-th architecture so n processes can share the
+work. :func:`write_tables` turns the rows into CSV, markdown and plots.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from ..fileio import atomic_path
+from ..nn.ghn import GHN
+from ..plotting import pyplot, save_figure
+from ..report import markdown_table
+from .evaluate import (EvalRow, EvalSetup, ModuleArchs, bits_label, evaluate_architecture,
+                       format_accuracy, setting_label, setup_key, summarize)
+from .protocol import EvalProtocol
+from .reference import SGDReference
+
+__all__ = ["ResultJob", "ResultRow", "run_jobs", "write_tables", "SGD_METHOD", "ghn_fingerprint"]
+
+#: The method name of the converged SGD reference in result rows.
+SGD_METHOD = "SGD (converged)"
+
+#: ``split -> [(name, module)]`` of its architectures.
+SplitModels = Callable[[str], Sequence[tuple[str, torch.nn.Module]]]
+
+
+@dataclass(frozen=True)
+class ResultJob:
+    """One block of a results table.
+
+    Args:
+        split: the architecture split (as the ``models`` function of :func:`run_jobs`
+            understands it).
+        protocol: the evaluation protocol.
+        bits: bit-widths.
+        per_channel: per-output-channel weight scales.
+        first_last_8bit: first and last layers at 8 bits below 8 bits.
+        sgd: also evaluate the converged SGD reference.
+        images: test images (None: all).
+    """
+
+    split: str
+    protocol: EvalProtocol
+    bits: tuple[int, ...] = (32, 8, 4, 2)
+    per_channel: bool = True
+    first_last_8bit: bool = False
+    sgd: bool = False
+    images: int | None = None
+
+    @property
+    def setting(self) -> str:
+        """The weight-quantization setting's label."""
+        return setting_label(self.per_channel, self.first_last_8bit)
+
+    @property
+    def name(self) -> str:
+        """A folder name: protocol, setting and split."""
+        return f"{self.protocol.name}-{self.setting}-{self.split}"
+
+
+@dataclass
+class ResultRow:
+    """One accuracy of a results table (a fraction)."""
+
+    protocol: str
+    setting: str
+    split: str
+    arch: str
+    method: str
+    bits: int
+    accuracy: float
+
+
+def ghn_fingerprint(ghns: dict[str, GHN]) -> str:
+    """A short hash of the GHNs' names, weights and trained bits (a cache key)."""
+    digest = hashlib.blake2b(digest_size=8)
+    for name, ghn in ghns.items():
+        digest.update(f"{name}:{ghn.trained_bits}".encode())
+        for key, value in ghn.state_dict().items():
+            digest.update(key.encode())
+            digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _read_cache(path: Path, key: str) -> list[EvalRow] | None:
+    if not path.is_file():
+        return None
+    rows = list(csv.DictReader(path.open()))
+    if not rows or any(r["key"] != key for r in rows):
+        return None
+    return [EvalRow(r["arch"], r["method"], int(r["bits"]), float(r["accuracy"])) for r in rows]
+
+
+def _write_cache(path: Path, key: str, rows: Sequence[EvalRow]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["key", "arch", "method", "bits", "accuracy"])
+        writer.writerows([key, r.arch, r.method, r.bits, f"{r.accuracy:.5f}"] for r in rows)
+
+
+def run_jobs(jobs: Sequence[ResultJob], models: SplitModels, in_shape: Sequence[int],
+             ghns: dict[str, GHN], baselines: Sequence[str], test_images: Dataset,
+             train_images: Dataset, cache: str | Path, sgd: SGDReference | None = None,
+             device: str | torch.device = "cpu", seed: int = 0, batch_size: int = 1000,
+             shard: tuple[int, int] = (0, 1), progress: bool = True) -> list[ResultRow] | None:
+    """Evaluate every architecture of every job, reusing cached architectures.
+
+    Args:
+        jobs: the table blocks.
+        models: ``split -> [(name, module)]``; names must be valid file names.
+        in_shape: the networks' input (C, H, W).
+        ghns: GHNs by method name.
+        baselines: random initializers (:mod:`ghn_pyg.inits`); architecture i of a
+            split draws with ``seed + i``.
+        test_images, train_images: the test split (only counted under
+            ``calibrated``) and the training split (calibration).
+        cache: the folder of per-architecture CSVs.
+        sgd: the converged SGD reference (needed by jobs with ``sgd=True``).
+        device: where to run.
+        seed: seed of the random baselines.
+        batch_size: test images per forward pass.
+        shard: ``(k, n)``: this process takes every n-th architecture (starting at the
+            k-th) of the splits, with all its jobs; the rows are returned only when
+            every (job, architecture) pair is cached.
+        progress: show a progress bar.
+
+    Returns:
+        Every row, or None when some pairs are left to other shards.
+
+    Raises:
+        ValueError: a bad shard, or a job with ``sgd`` but no ``sgd`` reference.
+    """
+    k, n = shard
+    if not 0 <= k < n:
+        raise ValueError(f"shard must be (k, n) with 0 <= k < n, got {shard}")
+    if any(job.sgd for job in jobs) and sgd is None:
+        raise ValueError("a job asks for the SGD reference: pass sgd=SGDReference(...)")
+    fingerprint = ghn_fingerprint(ghns)
+    split_models = {job.split: models(job.split) for job in jobs}
+    pairs = [(job, i) for job in jobs for i in range(len(split_models[job.split]))]
+    # Shards own architectures, not pairs: every job of one architecture (and so its
+    # SGD reference file) is handled by one process.
+    owner = {arch: j % n for j, arch in enumerate(dict.fromkeys((job.split, i) for job, i in pairs))}
+    setups: dict[tuple, EvalSetup] = {}
+    for ghn in ghns.values():
+        ghn.to(device).eval()
+    started = time.perf_counter()
+    num_images = {job: len(test_images) if job.images is None else min(job.images, len(test_images))
+                  for job in jobs}
+    rows: list[ResultRow] = []
+    complete = True
+    for job, i in tqdm(pairs, desc="results", disable=not progress):
+        name, module = split_models[job.split][i]
+        setup_id = (job.protocol, job.per_channel, job.first_last_8bit, job.images)
+        path = Path(cache) / job.name / f"{name}.csv"
+        setup = setups.get(setup_id)
+        key = "|".join([fingerprint, ",".join(baselines), f"seed{seed + i}",
+                        ",".join(map(str, job.bits)), f"sgd={job.sgd}",
+                        setup_key(job.protocol, job.per_channel, job.first_last_8bit,
+                                  num_images[job])])
+        cached = _read_cache(path, key)
+        if cached is None and owner[job.split, i] != k:
+            complete = False
+            continue
+        if cached is None:
+            if setup is None:
+                setup = setups[setup_id] = EvalSetup.create(
+                    test_images, train_images, job.protocol, job.images, batch_size, device,
+                    job.per_channel, job.first_last_8bit)
+            graph = ModuleArchs([(name, module)], in_shape).graphs[0]
+            cached = evaluate_architecture(graph, module, in_shape, ghns, job.bits, baselines,
+                                           setup, seed + i)
+            if job.sgd:
+                accuracy, _ = sgd.accuracy(name, module, in_shape, job.bits, setup)
+                cached += [EvalRow(name, SGD_METHOD, b, a) for b, a in accuracy.items()]
+            _write_cache(path, key, cached)
+        rows += [ResultRow(job.protocol.name, job.setting, job.split, r.arch, r.method, r.bits,
+                           r.accuracy) for r in cached]
+    if progress:
+        print(f"results: {(time.perf_counter() - started) / 60:.1f} min for "
+              f"{len(pairs)} (job, architecture) pairs")
+    return rows if complete else None
+
+
+def write_tables(rows: Sequence[ResultRow], out: str | Path, figures: str | Path | None = None,
+                 caption: str = "") -> dict[str, Path]:
+    """Write ``results.csv``, ``tables.md`` and accuracy-vs-bits plots.
+
+    The markdown has one table per (protocol, setting): split, method (number of
+    architectures), then mean ± standard error per bit-width, and the predicted /
+    trained accuracy ratio at FP32 where the SGD reference was evaluated.
+
+    Args:
+        rows: :func:`run_jobs`'s rows.
+        out: folder of ``results.csv`` and ``tables.md``.
+        figures: folder of the plots (default ``out``).
+        caption: text put under the title of ``tables.md`` (command, seed, machine).
+
+    Returns:
+        The paths written, by kind.
+    """
+    out = Path(out)
+    figures = Path(figures) if figures is not None else out
+    paths = {"csv": out / "results.csv", "markdown": out / "tables.md"}
+    with atomic_path(paths["csv"]) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["protocol", "setting", "split", "arch", "method", "bits", "accuracy"])
+        writer.writerows([r.protocol, r.setting, r.split, r.arch, r.method, r.bits,
+                          f"{r.accuracy:.5f}"] for r in rows)
+    blocks = list(dict.fromkeys((r.protocol, r.setting) for r in rows))
+    text = ["# Fashion-MNIST results", "", caption, ""] if caption else ["# Results", ""]
+    for protocol, setting in blocks:
+        block = [r for r in rows if (r.protocol, r.setting) == (protocol, setting)]
+        text += [f"## protocol `{protocol}`, weights {setting}", "", _block_table(block), ""]
+        text += _ratio_lines(block)
+    with atomic_path(paths["markdown"]) as tmp:
+        tmp.write_text("\n".join(text).rstrip() + "\n")
+    for protocol, setting in blocks:
+        block = [r for r in rows if (r.protocol, r.setting) == (protocol, setting)]
+        splits = list(dict.fromkeys(r.split for r in block))
+        plot = _plot_splits(block, splits, figures / f"accuracy-vs-bits-{protocol}-{setting}.png",
+                            f"protocol {protocol}, weights {setting}")
+        if plot is not None:
+            paths[f"plot {protocol} {setting}"] = plot
+    return paths
+
+
+def _block_table(rows: Sequence[ResultRow]) -> str:
+    bits = sorted({r.bits for r in rows}, reverse=True)
+    table = []
+    for split in dict.fromkeys(r.split for r in rows):
+        part = [EvalRow(r.arch, r.method, r.bits, r.accuracy) for r in rows if r.split == split]
+        summary = summarize(part)
+        for method in dict.fromkeys(r.method for r in part):
+            count = max(summary[key][2] for key in summary if key[0] == method)
+            table.append([split, f"{method} ({count})"] +
+                         [format_accuracy(*summary[method, b]) if (method, b) in summary else "-"
+                          for b in bits])
+    return markdown_table(["split", "method (archs)"] + [bits_label(b) for b in bits], table)
+
+
+def _ratio_lines(rows: Sequence[ResultRow]) -> list[str]:
+    lines = []
+    for split in dict.fromkeys(r.split for r in rows):
+        fp32 = {(r.method, r.arch): r.accuracy for r in rows if r.split == split and r.bits == 32}
+        archs = [a for (m, a) in fp32 if m == SGD_METHOD]
+        if not archs:
+            continue
+        reference = sum(fp32[SGD_METHOD, a] for a in archs) / len(archs)
+        for method in dict.fromkeys(m for (m, _) in fp32):
+            if method != SGD_METHOD and all((method, a) in fp32 for a in archs):
+                mean = sum(fp32[method, a] for a in archs) / len(archs)
+                lines.append(f"- {split}: {method} / {SGD_METHOD} at FP32 on the same "
+                             f"{len(archs)} architectures: {mean / reference:.2f} "
+                             f"({100 * mean:.1f} / {100 * reference:.1f})")
+    return lines + ([""] if lines else [])
+
+
+def _plot_splits(rows: Sequence[ResultRow], splits: Sequence[str], path: Path,
+                 title: str) -> Path | None:
+    """Accuracy vs bits, one panel per split, one legend for the figure."""
+    plt = pyplot()
+    if plt is None:
+        return None
+    bits = sorted({r.bits for r in rows}, reverse=True)
+    methods = list(dict.fromkeys(r.method for r in rows))
+    fig, axes = plt.subplots(1, len(splits), figsize=(2.6 * len(splits) + 1.0, 3.2),
+                             sharey=True, squeeze=False)
+    for ax, split in zip(axes[0], splits):
+        summary = summarize([EvalRow(r.arch, r.method, r.bits, r.accuracy)
+                             for r in rows if r.split == split])
+        for j, method in enumerate(methods):
+            points = [(x, summary[method, b]) for x, b in enumerate(bits) if (method, b) in summary]
+            if points:
+                ax.errorbar([x for x, _ in points], [100 * s[0] for _, s in points],
+                            yerr=[100 * s[1] for _, s in points], marker="o", capsize=3,
+                            color=f"C{j}", label=method)
+        ax.set_xticks(range(len(bits)), [bits_label(b) for b in bits], fontsize=8)
+        ax.set_title(split, fontsize=9)
+        ax.set_xlabel("bit-width", fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("top-1 accuracy (%)", fontsize=8)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    for ax in axes[0][1:]:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            if label not in labels:
+                handles.append(h)
+                labels.append(label)
+    fig.suptitle(title, fontsize=9)
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8,
+               bbox_to_anchor=(0.5, 0.0))
+    return save_figure(fig, path, rect=(0, 0.1, 1, 0.95))

@@ -1,0 +1,136 @@
+"""The converged SGD reference and the results-table jobs: training, caching, sharding."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+from torch import nn
+
+from ghn_pyg.data import load_images
+from ghn_pyg.nn import GHN
+from ghn_pyg.train import reference as reference_module
+from ghn_pyg.train import results as results_module
+from ghn_pyg.train.evaluate import EvalSetup
+from ghn_pyg.train.protocol import EvalProtocol
+from ghn_pyg.train.reference import SGDRecipe, SGDReference, arch_key, train_to_convergence
+from ghn_pyg.train.results import SGD_METHOD, ResultJob, run_jobs, write_tables
+
+from .test_protocol import tiny_net
+
+
+@pytest.fixture(scope="module")
+def images():
+    kw = dict(synthetic_size=400, synthetic_shape=(1, 12, 12))
+    return (load_images("synthetic", "train", val_size=100, **kw),
+            load_images("synthetic", "val", val_size=100, **kw),
+            load_images("synthetic", "test", **kw))
+
+
+FAST = SGDRecipe(max_epochs=4, patience=2, batch_size=16, lr=0.1)
+
+
+def test_training_keeps_the_best_epoch_and_stops_when_validation_stalls(images, monkeypatch):
+    train, val, _ = images
+    module = tiny_net()
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    model, record = train_to_convergence(module, train, val, FAST)
+    assert all(torch.equal(before[k], v) for k, v in module.state_dict().items())
+    assert 1 <= record.best_epoch <= record.epochs <= 4 and len(record.val_curve) == record.epochs
+    assert record.best_val == max(record.val_curve) > 0.3  # synthetic classes are learnable
+    assert not model.training
+    curve = iter([0.5, 0.7, 0.6, 0.6, 0.9, 0.95])  # best at epoch 2, then 2 epochs without
+    monkeypatch.setattr(reference_module, "_accuracy", lambda *a, **k: next(curve))
+    _, record = train_to_convergence(module, train, val, SGDRecipe(max_epochs=6, patience=2,
+                                                                   batch_size=64))
+    assert (record.epochs, record.best_epoch, record.best_val) == (4, 2, 0.7)
+
+
+def test_reference_cache_is_reused_and_invalidated(images, tmp_path):
+    train, val, test = images
+    module = tiny_net()
+    setup = EvalSetup.create(test, train, EvalProtocol(bn_batches=2, calib_batches=1,
+                                                       batch_size=64))
+    first = SGDReference(tmp_path / "cache", train, val, FAST, models=tmp_path / "models")
+    accuracy, info = first.accuracy("tiny", module, (1, 12, 12), (32, 4), setup)
+    assert first.trainings == 1 and set(accuracy) == {32, 4} and int(info["epochs"]) >= 1
+    again = SGDReference(tmp_path / "cache", train, val, FAST, models=tmp_path / "models")
+    assert again.accuracy("tiny", module, (1, 12, 12), (32, 4), setup)[0] == accuracy
+    assert again.trainings == 0
+    # a new evaluation setting: kept weights are evaluated, not trained again
+    ghn2 = EvalSetup.create(test, train, "ghn2")
+    again.accuracy("tiny", module, (1, 12, 12), (32, 4), ghn2)
+    assert again.trainings == 0
+    rows = list(csv.DictReader((tmp_path / "cache" / "tiny.csv").open()))
+    assert len(rows) == 4 and {r["evaluation"] for r in rows} == {setup.key(), ghn2.key()}
+    # another recipe or another architecture under the same name: trained again, stale rows go
+    other = SGDReference(tmp_path / "cache", train, val, SGDRecipe(max_epochs=2, patience=1,
+                                                                   batch_size=32))
+    other.accuracy("tiny", module, (1, 12, 12), (32, 4), setup)
+    assert other.trainings == 1
+    assert len(list(csv.DictReader((tmp_path / "cache" / "tiny.csv").open()))) == 2
+    changed = nn.Sequential(*list(tiny_net())[:3], nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                            nn.Linear(8, 10))
+    assert arch_key(changed) != arch_key(module)
+    other.accuracy("tiny", changed, (1, 12, 12), (32, 4), setup)
+    assert other.trainings == 2
+    with pytest.raises(ValueError, match="cannot name a cache file"):
+        other.accuracy("a/b", module, (1, 12, 12), (32,), setup)
+
+
+def test_bad_recipes_are_value_errors():
+    with pytest.raises(ValueError, match="patience must be >= 1"):
+        SGDRecipe(patience=0)
+    with pytest.raises(ValueError, match="lr must be > 0"):
+        SGDRecipe(lr=0)
+    assert SGDRecipe().key() != SGDRecipe(max_epochs=10).key()
+
+
+def two_ghns():
+    torch.manual_seed(0)
+    return {"GHN": GHN(hid=8), "GHN-QAT": GHN(hid=8)}
+
+
+def test_jobs_cache_resume_shard_and_write_tables(images, tmp_path, monkeypatch):
+    train, val, test = images
+    models = {"test": [("a", tiny_net()), ("b", tiny_net())], "wide": [("c", tiny_net())]}
+    protocol = EvalProtocol(bn_batches=1, calib_batches=1, batch_size=64)
+    jobs = [ResultJob("test", protocol, (32, 4), sgd=True, images=50),
+            ResultJob("wide", protocol, (32, 4), images=50),
+            ResultJob("test", EvalProtocol("ghn2"), (4,), per_channel=False, images=50)]
+    sgd = SGDReference(tmp_path / "sgd", train, val, FAST)
+    calls = []
+    real = results_module.evaluate_architecture
+    monkeypatch.setattr(results_module, "evaluate_architecture",
+                        lambda graph, *a, **k: calls.append(graph.name) or real(graph, *a, **k))
+    run = lambda ghns, shard=(0, 1): run_jobs(  # noqa: E731
+        jobs, models.__getitem__, (1, 12, 12), ghns, ("he",), test, train, tmp_path / "cache",
+        sgd, shard=shard, progress=False)
+    ghns = two_ghns()
+    assert run(ghns, (0, 2)) is None  # shard 0 owns a and c; b is left to shard 1
+    assert sorted(calls) == ["a", "a", "c"] and sgd.trainings == 1
+    rows = run(ghns, (1, 2))
+    assert sorted(calls) == ["a", "a", "b", "b", "c"] and sgd.trainings == 2
+    assert len(rows) == 2 * 2 * 4 + 1 * 2 * 3 + 2 * 1 * 3
+    assert {r.method for r in rows if r.split == "test"} == {"GHN", "GHN-QAT", "he", SGD_METHOD}
+    assert len(run(ghns)) == len(rows) and len(calls) == 5  # all cached
+    with torch.no_grad():
+        next(ghns["GHN"].parameters()).add_(1.0)  # new weights: every cached row is stale
+    run(ghns)
+    assert len(calls) == 10 and sgd.trainings == 2  # the SGD reference is reused
+    paths = write_tables(rows, tmp_path / "out", tmp_path / "fig", caption="a caption")
+    text = paths["markdown"].read_text()
+    assert "a caption" in text and "## protocol `calibrated`, weights per-channel" in text
+    assert "## protocol `ghn2`, weights per-tensor" in text
+    assert f"{SGD_METHOD} at FP32 on the same 2 architectures" in text
+    assert "| wide  | GHN (1)" in text and "±" in text.split("| wide")[0]
+    wide_line = [line for line in text.splitlines() if line.startswith("| wide  | GHN (1)")][0]
+    assert "±" not in wide_line  # one network: no standard error
+    assert len(paths["csv"].read_text().splitlines()) == 1 + len(rows)
+    assert (tmp_path / "fig" / "accuracy-vs-bits-calibrated-per-channel.png").is_file()
+    with pytest.raises(ValueError, match="shard must be"):
+        run(ghns, (2, 2))
+    with pytest.raises(ValueError, match="SGD reference"):
+        run_jobs(jobs, models.__getitem__, (1, 12, 12), ghns, ("he",), test, train,
+                 tmp_path / "cache", None, progress=False)
