@@ -43,7 +43,9 @@ from ghn_pyg.nn import GHN  # noqa: E402
 from ghn_pyg.spaces import TorchvisionSpace, get_space  # noqa: E402
 from ghn_pyg.train.protocol import EvalProtocol  # noqa: E402
 from ghn_pyg.train.reference import SGDRecipe, SGDReference  # noqa: E402
-from ghn_pyg.train.results import ResultJob, run_jobs, write_tables  # noqa: E402
+from ghn_pyg.fileio import atomic_path  # noqa: E402
+from ghn_pyg.report import markdown_table  # noqa: E402
+from ghn_pyg.train.results import SGD_METHOD, ResultJob, run_jobs, write_tables  # noqa: E402
 
 #: The torchvision networks evaluated, lighter ones first (all of them take 1x28x28).
 TORCHVISION = ("resnet18", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0",
@@ -76,6 +78,26 @@ def make_jobs(args: argparse.Namespace) -> list[ResultJob]:
             jobs.append(ResultJob("test", calibrated, (8, 4, 2), per_channel, first_last,
                                   sgd=args.sgd, images=images))
     return jobs
+
+
+def write_sgd_summary(sgd: SGDReference, rows: list, path: Path) -> Path:
+    """A markdown table of the SGD reference: epochs, best epoch and validation accuracy
+    per architecture, and its test accuracy under each protocol at FP32 and W4A4."""
+    names = sorted({r.arch for r in rows if r.method == SGD_METHOD})
+    accuracy = {(r.arch, r.protocol, r.bits): r.accuracy for r in rows
+                if r.method == SGD_METHOD and r.setting == "per-channel"}
+    table = []
+    for name, record in sgd.records(names).items():
+        cells = [f"{100 * accuracy[key]:.1f}" if key in accuracy else "-"
+                 for key in ((name, "calibrated", 32), (name, "calibrated", 4), (name, "ghn2", 4))]
+        table.append([name, record["epochs"], record["best_epoch"],
+                      f"{100 * float(record['best_val']):.1f}", *cells])
+    text = (f"# SGD reference ({sgd.recipe.key()})\n\n"
+            + markdown_table(["arch", "epochs", "best epoch", "val %", "test FP32 (calibrated)",
+                              "test W4A4 (calibrated)", "test W4A4 (ghn2)"], table) + "\n")
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return path
 
 
 def machine(device: str) -> str:
@@ -135,7 +157,9 @@ def main() -> None:
                f"Calibrated protocol: BN statistics from {args.bn_batches} training batches of "
                f"256, activation ranges {args.calibration} on {args.calib_batches} of them.")
     paths = write_tables(rows, out, args.figures, caption)
+    paths["sgd"] = write_sgd_summary(sgd, rows, out / "sgd-reference.md")
     print(Path(paths["markdown"]).read_text())
+    print(paths["sgd"].read_text())
     print(f"total {minutes:.1f} min; wrote " + ", ".join(str(p) for p in paths.values()))
 
 

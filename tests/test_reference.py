@@ -58,6 +58,7 @@ def test_reference_cache_is_reused_and_invalidated(images, tmp_path):
     again = SGDReference(tmp_path / "cache", train, val, FAST, models=tmp_path / "models")
     assert again.accuracy("tiny", module, (1, 12, 12), (32, 4), setup)[0] == accuracy
     assert again.trainings == 0
+    assert set(again.records(["tiny", "absent"])) == {"tiny"}
     # a new evaluation setting: kept weights are evaluated, not trained again
     ghn2 = EvalSetup.create(test, train, "ghn2")
     again.accuracy("tiny", module, (1, 12, 12), (32, 4), ghn2)

@@ -77,3 +77,31 @@ def test_regression_reference_compare_writes_nothing(monkeypatch, capsys):
     assert path.read_bytes() == before
     assert result["accuracy"]["ghn-fmnist"] == {"32": 0.5, "4": 0.5}
     assert "ghn-qat-fmnist W4: 50.0 (stored " in capsys.readouterr().out
+
+
+def test_results_script_resumes_and_writes_every_table(tmp_path):
+    from .test_images import fake_fmnist
+
+    fake_fmnist(tmp_path, 60)
+    out = tmp_path / "res"
+    command = [sys.executable, str(SCRIPTS / "results_fmnist.py"), "--splits", "test,wide",
+               "--archs", "2", "--ood-archs", "1", "--images", "20", "--bn-batches", "1",
+               "--calib-batches", "1", "--sgd-max-epochs", "1", "--out", str(out),
+               "--figures", str(out / "fig"), "--sgd-models", str(tmp_path / "models")]
+    env = {"GHN_PYG_DATA": str(tmp_path), "OMP_NUM_THREADS": "1",
+           "PATH": "/usr/bin:/bin", "PYTHONPATH": str(SCRIPTS.parent)}
+    first = subprocess.run(command + ["--shard", "0/2"], capture_output=True, text=True,
+                           env=env, timeout=600)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "shard 0/2 done" in first.stdout and not (out / "tables.md").exists()
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    tables = (out / "tables.md").read_text()
+    for block in ("`calibrated`, weights per-channel", "`ghn2`, weights per-channel",
+                  "`calibrated`, weights per-tensor", "per-tensor+first-last-8bit"):
+        assert block in tables
+    assert "| SGD (converged) (2)" in tables and "total " in done.stdout
+    assert "| test-00 |" in (out / "sgd-reference.md").read_text()
+    assert len(list((out / "fig").glob("accuracy-vs-bits-*.png"))) == 5
+    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert again.returncode == 0 and (out / "tables.md").read_text() == tables  # all cached

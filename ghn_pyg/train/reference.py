@@ -232,6 +232,16 @@ class SGDReference:
             writer.writerows(keep)
         return accuracy, info
 
+    def records(self, names: Sequence[str]) -> dict[str, dict[str, str]]:
+        """``{name: {"epochs", "best_epoch", "best_val"}}`` of the cached architectures
+        among ``names`` trained with this recipe."""
+        out = {}
+        for name in names:
+            rows = [r for r in self._read(name) if r["recipe"] == self.recipe.key()]
+            if rows:
+                out[name] = {k: rows[0][k] for k in ("epochs", "best_epoch", "best_val")}
+        return out
+
     def _trained(self, name: str, key: str, module: nn.Module) -> tuple[nn.Module, dict]:
         """The trained network: kept weights if they match, else a new training run."""
         path = None
