@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .test_images import fake_fmnist, needs_fmnist
+
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 
 
@@ -80,8 +82,6 @@ def test_regression_reference_compare_writes_nothing(monkeypatch, capsys):
 
 
 def test_results_script_resumes_and_writes_every_table(tmp_path):
-    from .test_images import fake_fmnist
-
     fake_fmnist(tmp_path, 60)
     out = tmp_path / "res"
     command = [sys.executable, str(SCRIPTS / "results_fmnist.py"), "--splits", "test,wide",
@@ -105,3 +105,9 @@ def test_results_script_resumes_and_writes_every_table(tmp_path):
     assert len(list((out / "fig").glob("accuracy-vs-bits-*.png"))) == 5
     again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert again.returncode == 0 and (out / "tables.md").read_text() == tables  # all cached
+
+
+@needs_fmnist
+def test_protocol_batches_prints_its_table():
+    text = load("protocol_batches").main(["--archs", "1", "--images", "64", "--pairs", "2/1"])
+    assert "| 2 / 1 " in text and "W4A4 GHN / QAT" in text
