@@ -6,7 +6,7 @@ import argparse
 
 __all__ = ["cmd_train", "cmd_eval", "cmd_predict", "cmd_demo", "DEMO_TORCHVISION"]
 
-DEMO_TORCHVISION = ("resnet18", "mobilenet_v2", "efficientnet_b0")
+DEMO_TORCHVISION = ("resnet18", "mobilenet_v2")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -150,7 +150,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     title = (f"{args.archs} unseen efficient test architectures, Fashion-MNIST "
              f"(the first {min(args.max_images, len(images))} of {len(images)} test images), "
              f"top-1 % (mean ± standard error); {protocol.describe()}")
-    paths = write_results(unseen, args.out, title)
+    paths = write_results(unseen, args.out, title,
+                          plot_title=f"{args.archs} unseen efficient test architectures, "
+                                     f"protocol {protocol.name}")
     print(title)
     print(markdown_summary(unseen))
     for name in names:

@@ -372,8 +372,15 @@ def markdown_summary(rows: Sequence[EvalRow]) -> str:
     return markdown_table(["method"] + [bits_label(b) for b in bits], table)
 
 
-def write_results(rows: Sequence[EvalRow], folder: str | Path, title: str = "") -> dict[str, Path]:
+def write_results(rows: Sequence[EvalRow], folder: str | Path, title: str = "",
+                  plot_title: str | None = None) -> dict[str, Path]:
     """Write ``results.csv``, ``summary.md`` and ``accuracy_vs_bits.png`` (if matplotlib).
+
+    Args:
+        rows: the accuracies.
+        folder: where to write.
+        title: the heading of ``summary.md`` (and of the plot by default).
+        plot_title: a shorter title for the plot.
 
     Returns:
         The paths written, by kind.
@@ -387,7 +394,7 @@ def write_results(rows: Sequence[EvalRow], folder: str | Path, title: str = "") 
         writer.writerows([r.arch, r.method, r.bits, f"{r.accuracy:.5f}"] for r in rows)
     with atomic_path(paths["markdown"]) as tmp:
         tmp.write_text((f"{title}\n\n" if title else "") + markdown_summary(rows) + "\n")
-    plot = _plot(rows, folder / "accuracy_vs_bits.png", title)
+    plot = _plot(rows, folder / "accuracy_vs_bits.png", title if plot_title is None else plot_title)
     if plot is not None:
         paths["plot"] = plot
     return paths
