@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import argparse
 import platform
+import shlex
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -100,6 +102,17 @@ def write_sgd_summary(sgd: SGDReference, rows: list, path: Path) -> Path:
     return path
 
 
+def command_flags(argv: list[str]) -> list[str]:
+    """The command's flags without ``--machine TEXT`` (it describes the run, not the job)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip or arg == "--machine" or arg.startswith("--machine="):
+            skip = arg == "--machine"
+            continue
+        out.append(shlex.quote(arg))
+    return out
+
+
 def machine(device: str) -> str:
     """A short description of where this ran."""
     if device.startswith("cuda") and torch.cuda.is_available():
@@ -128,6 +141,9 @@ def main() -> None:
     parser.add_argument("--shard", default="0/1", help="k/n: this process's share of the work")
     parser.add_argument("--out", default="docs/results/fmnist")
     parser.add_argument("--figures", default="docs/figures/fmnist")
+    parser.add_argument("--machine", default=None,
+                        help="where the cached rows were computed, for the tables' caption "
+                             "(default: this process's device)")
     parser.add_argument("--sgd-models", default="results/sgd-models",
                         help="where trained reference weights are kept (not committed)")
     args = parser.parse_args()
@@ -151,8 +167,8 @@ def main() -> None:
     if rows is None:
         print(f"shard {k}/{n} done in {minutes:.1f} min; other shards still running or to run")
         return
-    caption = (f"`python scripts/results_fmnist.py` ({machine(args.device)}); architectures "
-               f"seed 0, He init seed 0 + architecture index, SGD reference: {recipe.key()}; "
+    command = " ".join(["python scripts/results_fmnist.py", *command_flags(sys.argv[1:])])
+    caption = (f"`{command}` ({args.machine or machine(args.device)}); architectures seed 0, He init seed 0 + architecture index, SGD reference: {recipe.key()}; "
                f"{len(test_images) if not args.images else args.images} test images. "
                f"Calibrated protocol: BN statistics from {args.bn_batches} training batches of "
                f"256, activation ranges {args.calibration} on {args.calib_batches} of them.")

@@ -281,7 +281,8 @@ def _plot_splits(rows: Sequence[ResultRow], splits: Sequence[str], path: Path,
         return None
     bits = sorted({r.bits for r in rows}, reverse=True)
     methods = list(dict.fromkeys(r.method for r in rows))
-    fig, axes = plt.subplots(1, len(splits), figsize=(2.6 * len(splits) + 1.0, 3.2),
+    # Wide enough for the one-row legend below the panels, even with a single split.
+    fig, axes = plt.subplots(1, len(splits), figsize=(max(2.6 * len(splits) + 1.0, 7.0), 3.4),
                              sharey=True, squeeze=False)
     for ax, split in zip(axes[0], splits):
         summary = summarize([EvalRow(r.arch, r.method, r.bits, r.accuracy)
@@ -306,4 +307,4 @@ def _plot_splits(rows: Sequence[ResultRow], splits: Sequence[str], path: Path,
     fig.suptitle(title, fontsize=9)
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8,
                bbox_to_anchor=(0.5, 0.0))
-    return save_figure(fig, path, rect=(0, 0.1, 1, 0.95))
+    return save_figure(fig, path, rect=(0, 0.08, 1, 0.97))
