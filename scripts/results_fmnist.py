@@ -141,6 +141,9 @@ def main() -> None:
     parser.add_argument("--shard", default="0/1", help="k/n: this process's share of the work")
     parser.add_argument("--out", default="docs/results/fmnist")
     parser.add_argument("--figures", default="docs/figures/fmnist")
+    parser.add_argument("--assemble-only", action="store_true",
+                        help="only read the caches and write the tables if they are complete "
+                             "(no evaluation or training)")
     parser.add_argument("--machine", default=None,
                         help="where the cached rows were computed, for the tables' caption "
                              "(default: this process's device)")
@@ -162,10 +165,12 @@ def main() -> None:
                        models=args.sgd_models)
     rows = run_jobs(make_jobs(args), lambda split: split_models(split, counts), (1, 28, 28), ghns,
                     ("he",), test_images, train_images, out / "cache", sgd, args.device,
-                    shard=(k, n))
+                    shard=(k, n), compute=not args.assemble_only)
     minutes = (time.perf_counter() - started) / 60
     if rows is None:
-        print(f"shard {k}/{n} done in {minutes:.1f} min; other shards still running or to run")
+        left = "pairs are not cached yet" if args.assemble_only else \
+            f"shard {k}/{n} done in {minutes:.1f} min; other shards still running or to run"
+        print(left)
         return
     command = " ".join(["python scripts/results_fmnist.py", *command_flags(sys.argv[1:])])
     caption = (f"`{command}` ({args.machine or machine(args.device)}); architectures seed 0, He init seed 0 + architecture index, SGD reference: {recipe.key()}; "

@@ -109,6 +109,9 @@ def test_jobs_cache_resume_shard_and_write_tables(images, tmp_path, monkeypatch)
         jobs, models.__getitem__, (1, 12, 12), ghns, ("he",), test, train, tmp_path / "cache",
         sgd, shard=shard, progress=False)
     ghns = two_ghns()
+    assert run_jobs(jobs, models.__getitem__, (1, 12, 12), ghns, ("he",), test, train,
+                    tmp_path / "cache", sgd, compute=False, progress=False) is None
+    assert calls == [] and sgd.trainings == 0  # assembling only reads the cache
     assert run(ghns, (0, 2)) is None  # shard 0 owns a and c; b is left to shard 1
     assert sorted(calls) == ["a", "a", "c"] and sgd.trainings == 1
     rows = run(ghns, (1, 2))

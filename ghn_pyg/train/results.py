@@ -119,7 +119,8 @@ def run_jobs(jobs: Sequence[ResultJob], models: SplitModels, in_shape: Sequence[
              ghns: dict[str, GHN], baselines: Sequence[str], test_images: Dataset,
              train_images: Dataset, cache: str | Path, sgd: SGDReference | None = None,
              device: str | torch.device = "cpu", seed: int = 0, batch_size: int = 1000,
-             shard: tuple[int, int] = (0, 1), progress: bool = True) -> list[ResultRow] | None:
+             shard: tuple[int, int] = (0, 1), compute: bool = True,
+             progress: bool = True) -> list[ResultRow] | None:
     """Evaluate every architecture of every job, reusing cached architectures.
 
     Args:
@@ -139,6 +140,8 @@ def run_jobs(jobs: Sequence[ResultJob], models: SplitModels, in_shape: Sequence[
         shard: ``(k, n)``: this process takes every n-th architecture (starting at the
             k-th) of the splits, with all its jobs; the rows are returned only when
             every (job, architecture) pair is cached.
+        compute: evaluate what is not cached (False: only read the cache, e.g. to
+            assemble the tables after sharded runs without starting long work).
         progress: show a progress bar.
 
     Returns:
@@ -176,7 +179,7 @@ def run_jobs(jobs: Sequence[ResultJob], models: SplitModels, in_shape: Sequence[
                         setup_key(job.protocol, job.per_channel, job.first_last_8bit,
                                   num_images[job])])
         cached = _read_cache(path, key)
-        if cached is None and owner[job.split, i] != k:
+        if cached is None and (owner[job.split, i] != k or not compute):
             complete = False
             continue
         if cached is None:
