@@ -5,4 +5,5 @@ from .images import (IMAGE_DATASETS, ImageSet, find_fashion_mnist, image_loaders
                      load_images, synthetic_images, tensor_batches)
 
 __all__ = ["ArchGraphDataset", "sample_specs", "split_seed", "ImageSet", "load_images",
-           "image_loaders", "image_tensors", "tensor_batches", "synthetic_images", "find_fashion_mnist", "IMAGE_DATASETS"]
+           "image_loaders", "image_tensors", "tensor_batches", "synthetic_images",
+           "find_fashion_mnist", "IMAGE_DATASETS"]

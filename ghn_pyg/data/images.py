@@ -18,8 +18,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-__all__ = ["ImageSet", "load_images", "image_tensors", "tensor_batches", "image_loaders", "synthetic_images", "find_fashion_mnist",
-           "IMAGE_DATASETS", "DEBIAN_FASHION_MNIST"]
+__all__ = ["ImageSet", "load_images", "image_tensors", "tensor_batches", "image_loaders",
+           "synthetic_images", "find_fashion_mnist", "IMAGE_DATASETS", "DEBIAN_FASHION_MNIST"]
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 IMAGE_DATASETS: tuple[str, ...] = ("fashion-mnist", "cifar10", "synthetic")
@@ -84,14 +84,15 @@ def image_tensors(images: Dataset, indices: Sequence[int] | Tensor | None = None
     Returns:
         ``([n, C, H, W] float32, [n] long)``.
     """
-    base, index = images, torch.arange(len(images)) if indices is None else torch.as_tensor(indices)
+    wanted = torch.arange(len(images)) if indices is None else torch.as_tensor(indices)
+    base, index = images, wanted
     while isinstance(base, torch.utils.data.Subset):
         index = torch.as_tensor(base.indices)[index]
         base = base.dataset
     if isinstance(base, ImageSet):
         x = base.images[index].float().div_(255)
         return (x - base.mean) / base.std, base.labels[index]
-    items = [images[int(i)] for i in (torch.arange(len(images)) if indices is None else indices)]
+    items = [images[int(i)] for i in wanted]
     return torch.stack([x for x, _ in items]), torch.as_tensor([int(y) for _, y in items])
 
 

@@ -160,20 +160,18 @@ def run_jobs(jobs: Sequence[ResultJob], models: SplitModels, in_shape: Sequence[
     pairs = [(job, i) for job in jobs for i in range(len(split_models[job.split]))]
     # Shards own architectures, not pairs: every job of one architecture (and so its
     # SGD reference file) is handled by one process.
-    owner = {arch: j % n for j, arch in enumerate(dict.fromkeys((job.split, i) for job, i in pairs))}
+    archs = dict.fromkeys((job.split, i) for job, i in pairs)
+    owner = {arch: j % n for j, arch in enumerate(archs)}
     setups: dict[tuple, EvalSetup] = {}
     for ghn in ghns.values():
         ghn.to(device).eval()
     started = time.perf_counter()
-    num_images = {job: len(test_images) if job.images is None else min(job.images, len(test_images))
-                  for job in jobs}
+    num_images = {job: min(job.images or len(test_images), len(test_images)) for job in jobs}
     rows: list[ResultRow] = []
     complete = True
     for job, i in tqdm(pairs, desc="results", disable=not progress):
         name, module = split_models[job.split][i]
-        setup_id = (job.protocol, job.per_channel, job.first_last_8bit, job.images)
         path = Path(cache) / job.name / f"{name}.csv"
-        setup = setups.get(setup_id)
         key = "|".join([fingerprint, ",".join(baselines), f"seed{seed + i}",
                         ",".join(map(str, job.bits)), f"sgd={job.sgd}",
                         setup_key(job.protocol, job.per_channel, job.first_last_8bit,
@@ -183,10 +181,12 @@ def run_jobs(jobs: Sequence[ResultJob], models: SplitModels, in_shape: Sequence[
             complete = False
             continue
         if cached is None:
-            if setup is None:
-                setup = setups[setup_id] = EvalSetup.create(
+            setup_id = (job.protocol, job.per_channel, job.first_last_8bit, job.images)
+            if setup_id not in setups:
+                setups[setup_id] = EvalSetup.create(
                     test_images, train_images, job.protocol, job.images, batch_size, device,
                     job.per_channel, job.first_last_8bit)
+            setup = setups[setup_id]
             graph = ModuleArchs([(name, module)], in_shape).graphs[0]
             cached = evaluate_architecture(graph, module, in_shape, ghns, job.bits, baselines,
                                            setup, seed + i)
