@@ -102,6 +102,17 @@ def write_sgd_summary(sgd: SGDReference, rows: list, path: Path) -> Path:
     return path
 
 
+def shard_arg(text: str) -> tuple[int, int]:
+    """``"k/n"`` -> ``(k, n)``; argparse reports anything else as a usage error."""
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--shard takes k/n, e.g. 0/4, got {text!r}") from None
+    if not 0 <= k < n:
+        raise argparse.ArgumentTypeError(f"--shard k/n needs 0 <= k < n, got {text!r}")
+    return k, n
+
+
 def command_flags(argv: list[str]) -> list[str]:
     """The command's flags without ``--machine TEXT`` (it describes the run, not the job)."""
     out, skip = [], False
@@ -138,7 +149,8 @@ def main() -> None:
     parser.add_argument("--sgd-max-epochs", type=int, default=SGDRecipe.max_epochs)
     parser.add_argument("--sgd-patience", type=int, default=SGDRecipe.patience)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--shard", default="0/1", help="k/n: this process's share of the work")
+    parser.add_argument("--shard", type=shard_arg, default=(0, 1),
+                        help="k/n: this process's share of the work (0 <= k < n)")
     parser.add_argument("--out", default="docs/results/fmnist")
     parser.add_argument("--figures", default="docs/figures/fmnist")
     parser.add_argument("--assemble-only", action="store_true",
@@ -150,7 +162,7 @@ def main() -> None:
     parser.add_argument("--sgd-models", default="results/sgd-models",
                         help="where trained reference weights are kept (not committed)")
     args = parser.parse_args()
-    k, n = (int(v) for v in args.shard.split("/"))
+    k, n = args.shard
     started = time.perf_counter()
     ghns = {"GHN (float)": GHN.from_pretrained("ghn-fmnist"),
             "GHN-QAT": GHN.from_pretrained("ghn-qat-fmnist")}

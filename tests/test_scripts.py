@@ -90,6 +90,9 @@ def test_results_script_resumes_and_writes_every_table(tmp_path):
                "--figures", str(out / "fig"), "--sgd-models", str(tmp_path / "models")]
     env = {"GHN_PYG_DATA": str(tmp_path), "OMP_NUM_THREADS": "1",
            "PATH": "/usr/bin:/bin", "PYTHONPATH": str(SCRIPTS.parent)}
+    bad = subprocess.run(command + ["--shard", "2/2"], capture_output=True, text=True, env=env,
+                         timeout=600)
+    assert bad.returncode == 2 and "--shard k/n needs 0 <= k < n, got '2/2'" in bad.stderr
     nothing = subprocess.run(command + ["--assemble-only"], capture_output=True, text=True,
                              env=env, timeout=600)
     assert nothing.returncode == 0 and "pairs are not cached yet" in nothing.stdout
