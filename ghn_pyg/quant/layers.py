@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from .quantizers import ActQuantizer, WeightQuantizer
 from .spec import FLOAT_BITS
 
-__all__ = ["QuantLayer", "BatchNormRunner", "BNMode", "BN_MODES"]
+__all__ = ["QuantLayer", "BatchNormRunner", "BNMode", "BN_MODES", "detach_collapsed_channels"]
 
 BNMode = Literal["batch", "running", "update"]
 #: The batch-norm modes: batch statistics, running statistics, or batch statistics that
@@ -64,6 +64,33 @@ def _update_running_stats(bn: nn.modules.batchnorm._BatchNorm, mean: Tensor, var
     bn.running_var.lerp_(var.detach() * count / max(count - 1, 1), momentum)
 
 
+def detach_collapsed_channels(x: Tensor, threshold: float) -> Tensor:
+    r"""``x`` with the channels whose batch variance is at most ``threshold`` detached.
+
+    Batch norm scales a channel's gradient by :math:`\gamma / \sqrt{\sigma^2 + \epsilon}`.
+    A channel that low-bit activation quantization collapsed to a constant
+    (:math:`\sigma^2 \approx 0`) therefore multiplies its gradient by up to
+    :math:`1 / \sqrt{\epsilon} \approx 316`, layer after layer, while the quantized
+    network does not respond to small changes of that channel at all. Detaching such
+    channels leaves the forward values unchanged and stops that gradient.
+
+    Args:
+        x: [B, C, ...] batch-norm input.
+        threshold: largest variance counted as collapsed.
+
+    Returns:
+        A tensor equal to ``x``.
+    """
+    dims = [d for d in range(x.dim()) if d != 1]
+    var = x.detach().var(dims, unbiased=False)
+    collapsed = var <= threshold
+    if not bool(collapsed.any()):
+        return x
+    shape = [1] * x.dim()
+    shape[1] = -1
+    return torch.where(collapsed.view(shape), x.detach(), x)
+
+
 class BatchNormRunner(nn.Module):
     r"""Batch norm with statistics chosen by ``mode``.
 
@@ -74,6 +101,8 @@ class BatchNormRunner(nn.Module):
     protocol for predicted parameters) or the running ones (``"running"``, for trained
     models); ``"update"`` normalises with batch statistics and updates ``bn``'s running
     statistics as ``nn.BatchNorm`` does in training (quantization-aware training).
+    With ``collapse_guard`` set, channels whose batch variance is at most ``eps`` pass
+    no gradient to the input (:func:`detach_collapsed_channels`); outputs are unchanged.
 
     Args:
         bn: the original ``nn.BatchNorm{1,2}d``; its ``weight``/``bias`` are shared.
@@ -85,10 +114,13 @@ class BatchNormRunner(nn.Module):
         self._bn = (bn,)  # a reference, not a submodule: its parameters live here
         _share_parameters(self, bn, ("weight", "bias"))
         self.mode = mode
+        self.collapse_guard = False
 
     def forward(self, x: Tensor) -> Tensor:
         bn = self._bn[0]
         use_running = _uses_running_stats(bn, self.mode)
+        if self.collapse_guard and not use_running and x.requires_grad:
+            x = detach_collapsed_channels(x, bn.eps)
         track = use_running or _updates_running_stats(bn, self.mode)
         momentum = _next_momentum(bn) if track and not use_running else 0.0
         return F.batch_norm(x, bn.running_mean if track else None,

@@ -97,6 +97,20 @@ class QuantizedModel(nn.Module):
         self.bn = mode
         return self
 
+    def set_collapse_guard(self, enabled: bool = True) -> "QuantizedModel":
+        r"""Stop the gradient through batch-norm channels that quantization collapsed to a
+        constant (batch variance at most the norm's ``eps``); returns self.
+
+        Such a channel multiplies its gradient by up to :math:`1/\sqrt{\epsilon}` in
+        every batch norm it crosses while the quantized network does not respond to it,
+        which is how 2-bit activations make gradients explode. Forward values are
+        unchanged; batch norms folded into their conv are not guarded.
+        """
+        for sub in self.module.modules():
+            if isinstance(sub, BatchNormRunner):
+                sub.collapse_guard = bool(enabled)
+        return self
+
     def check_params(self, params: Mapping[str, Tensor]) -> None:
         """Raise one :class:`ParamsMismatchError` listing every problem in ``params``."""
         missing = [n for n in self.param_shapes if n not in params]
