@@ -137,8 +137,8 @@ def test_samplers_are_step_functions_and_rank_disjoint():
 def test_bad_settings_fail_before_training(graphs, tmp_path):
     with pytest.raises(ValueError, match="unknown image dataset 'imagenet'"):
         config(graphs, tmp_path, data="imagenet")
-    with pytest.raises(ValueError, match=r"bits: \[32\] not allowed"):
-        config(graphs, tmp_path, bits=(4, 32))
+    with pytest.raises(ValueError, match=r"bits: \[33\] not allowed"):
+        config(graphs, tmp_path, bits=(4, 33))
     with pytest.raises(ValueError, match="unknown training settings: colour"):
         TrainConfig.from_dict({"colour": 1})
     with pytest.raises(ValueError, match="optimizer: 'sgd' not one of adam, adamw"):

@@ -104,6 +104,29 @@ class NodeEncoder(nn.Module):
             self.trained_bits = known
         self.known_bits = torch.tensor(known, device=self.bit_bins.device)
 
+    @torch.no_grad()
+    def seed_untrained_bits(self) -> tuple[int, ...]:
+        """Copy into every bit-width row training never reached the row of the nearest
+        trained bit-width (in both the weight and the activation table).
+
+        A GHN snaps untrained bit-widths to the nearest trained one before embedding,
+        so after this copy the encoder embeds every graph exactly as before, but the
+        copied rows are now separate parameters that further training (e.g. GHN-QAT
+        from a float GHN) can move. Call it before recording the new trained bits.
+
+        Returns:
+            The bit-widths whose rows were overwritten (empty when the trained bits
+            are not recorded: then every row is trusted as it is).
+        """
+        if self.trained_bits is None:
+            return ()
+        bins = self.bit_bins.tolist()
+        source = self._bit_index(self.bit_bins).tolist()
+        seeded = tuple(b for i, b in enumerate(bins) if source[i] != i)
+        for table in (self.w_bits, self.a_bits):
+            table.weight.copy_(table.weight[source])
+        return seeded
+
     def _bit_index(self, bits: Tensor) -> Tensor:
         """Bin index of each bit-width after snapping to the nearest trained one."""
         snapped = self.known_bits[nearest_bin(bits, self.known_bits)]

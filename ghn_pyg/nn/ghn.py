@@ -87,6 +87,13 @@ class GHN(nn.Module):
         self.encoder.set_trained_bits(bits)
         return self
 
+    def seed_untrained_bits(self) -> tuple[int, ...]:
+        """Give the bit-widths this GHN was never trained with embedding rows copied
+        from the nearest trained one (see :meth:`NodeEncoder.seed_untrained_bits`), so
+        it predicts exactly as before while those rows become trainable on their own;
+        returns the bit-widths seeded."""
+        return self.encoder.seed_untrained_bits()
+
     @property
     def device(self) -> torch.device:
         """The device of the GHN's parameters."""

@@ -23,9 +23,16 @@ class TrainConfig:
     synthetic), ``data_root``, ``batch_size``, ``augment``. GHN: ``hid``, ``gnn``, ``T``,
     ``s_max``, ``max_shape``. Optimisation: ``meta_batch`` networks per step,
     ``steps``, ``lr``, ``weight_decay``, ``optimizer`` (adam, adamw), ``schedule``
-    (cosine, step), ``warmup`` steps, ``grad_clip``. Quantization: ``bits`` drawn per
-    network and step (empty for float pretraining), ``mixed`` (per layer instead),
-    ``first_last_8bit``; ``init_ckpt`` starts from a float GHN. Run: ``out`` folder,
+    (cosine, step), ``warmup`` steps, ``grad_clip``, ``net_grad_clip`` (per network, on
+    the gradient of its predicted parameters; 0 disables). Quantization: ``bits`` drawn
+    per network and step (empty for float pretraining; 32 draws a float network),
+    ``bit_weights`` (their sampling weights, empty for uniform), ``mixed`` (per layer
+    instead), ``first_last_8bit``, ``collapse_guard`` (no gradient through batch-norm
+    channels that quantization collapsed to a constant), ``range_images`` (activation
+    ranges calibrated each step on that many other training images; 0: each batch's
+    own range); ``init_ckpt`` starts from a
+    float GHN, whose untrained bit embeddings start as copies of its nearest trained
+    one with ``seed_bits``. Run: ``out`` folder,
     ``ckpt_every`` steps, ``seed``, ``device`` (auto, cpu, cuda), ``amp`` (bfloat16 autocast),
     ``max_nan`` consecutive non-finite losses before aborting, ``log_every``;
     ``workers`` builds the architecture dataset in that many processes if it is missing.
@@ -56,9 +63,14 @@ class TrainConfig:
     warmup: int = 50
     grad_clip: float = 5.0
     bits: tuple[int, ...] = ()
+    bit_weights: tuple[float, ...] = ()
     mixed: bool = False
     first_last_8bit: bool = False
     init_ckpt: str | None = None
+    seed_bits: bool = True
+    collapse_guard: bool = True
+    net_grad_clip: float = 0.0
+    range_images: int = 0
     out: str = "runs/ghn"
     ckpt_every: int = 200
     seed: int = 0
@@ -72,6 +84,7 @@ class TrainConfig:
         self.in_shape = tuple(int(s) for s in self.in_shape)  # type: ignore[assignment]
         self.max_shape = tuple(int(s) for s in self.max_shape)  # type: ignore[assignment]
         self.bits = tuple(int(b) for b in self.bits)
+        self.bit_weights = tuple(float(w) for w in self.bit_weights)
         self.validate()
 
     def validate(self) -> None:
@@ -83,9 +96,22 @@ class TrainConfig:
         if self.data not in IMAGE_DATASETS:
             raise ValueError(f"data: unknown image dataset {self.data!r}; use one of "
                              f"{', '.join(IMAGE_DATASETS)}")
-        bad = [b for b in self.bits if b not in VALID_BITS or b == 32]
+        bad = [b for b in self.bits if b not in VALID_BITS]
         if bad:
-            raise ValueError(f"bits: {bad} not allowed; use 2..8 or 16 (empty for float training)")
+            raise ValueError(f"bits: {bad} not allowed; use 2..8, 16 or 32 (empty for float "
+                             "training)")
+        if len(set(self.bits)) != len(self.bits):
+            raise ValueError(f"bits: {list(self.bits)} repeats a bit-width; give each once "
+                             "(use bit_weights to draw one more often)")
+        if self.bit_weights and (len(self.bit_weights) != len(self.bits)
+                                 or min(self.bit_weights) < 0 or sum(self.bit_weights) <= 0):
+            raise ValueError(f"bit_weights: {list(self.bit_weights)} must be one non-negative "
+                             f"weight per bit-width of {list(self.bits)}, not all zero")
+        if self.range_images < 0:
+            raise ValueError(f"range_images must be >= 0, got {self.range_images}")
+        if self.net_grad_clip < 0 or self.grad_clip <= 0:
+            raise ValueError(f"grad_clip must be > 0 and net_grad_clip >= 0, got "
+                             f"{self.grad_clip} and {self.net_grad_clip}")
         choices = {"optimizer": ("adam", "adamw"), "schedule": ("cosine", "step"),
                    "device": ("auto", "cpu", "cuda")}
         for key, allowed in choices.items():
@@ -102,8 +128,8 @@ class TrainConfig:
 
     @property
     def quantized(self) -> bool:
-        """Whether this is GHN-QAT (bits drawn per step) rather than float training."""
-        return bool(self.bits)
+        """Whether this is GHN-QAT (quantized bits drawn per step) rather than float training."""
+        return any(b < 32 for b in self.bits)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable settings (tuples as lists)."""
@@ -161,7 +187,18 @@ HELP: dict[str, str] = {
     "steps": "training steps", "lr": "peak learning rate", "weight_decay": "weight decay",
     "optimizer": "adam or adamw", "schedule": "cosine or step (x0.1 at 1/3 and 2/3)",
     "warmup": "linear warm-up steps", "grad_clip": "gradient norm clip",
-    "bits": "GHN-QAT: bit-widths drawn per network and step, e.g. 8,4,2 (empty: float)",
+    "bits": "GHN-QAT: bit-widths drawn per network and step, e.g. 8,4,2 or with sampling "
+    "weights 32:1,8:1,4:2,2:1 (32 is float; empty: float training)",
+    "bit_weights": "sampling weights of --bits, e.g. 1,1,2,1 (empty: uniform)",
+    "seed_bits": "start the bit embeddings init_ckpt never trained as copies of its nearest "
+    "trained one, so step 0 predicts what init_ckpt predicts",
+    "collapse_guard": "no gradient through batch-norm channels that quantization collapsed "
+    "to a constant (they multiply it by up to 1/sqrt(eps))",
+    "range_images": "GHN-QAT: calibrate activation ranges each step on this many other "
+    "training images (min/max, like the calibrated evaluation) instead of each batch's own "
+    "range (0)",
+    "net_grad_clip": "clip each network's gradient w.r.t. its predicted parameters to this "
+    "norm before it reaches the GHN, so no single network dominates a step (0: off)",
     "mixed": "draw bits per layer instead of per network",
     "first_last_8bit": "keep first and last layers at 8 bits",
     "init_ckpt": "start from this GHN (e.g. a float checkpoint for GHN-QAT)",
@@ -173,6 +210,28 @@ HELP: dict[str, str] = {
     "log_every": "write metrics every N steps",
     "workers": "processes that build the architecture dataset if missing",
 }
+
+
+def _float_tuple(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
+
+
+def _bits_with_weights(text: str) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    """``"8,4,2"`` or ``"32:1,8:1,4:2,2:1"`` -> (bits, weights; empty weights if none given)."""
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not any(":" in t for t in items):
+        return _int_tuple(text), ()
+    try:
+        pairs = [t.split(":") for t in items]
+        if any(len(p) != 2 for p in pairs):
+            raise ValueError
+        return tuple(int(b) for b, _ in pairs), tuple(float(w) for _, w in pairs)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give every bit-width a weight, e.g. 32:1,8:1,4:2,2:1") from None
 
 
 def _int_tuple(text: str) -> tuple[int, ...]:
@@ -194,6 +253,12 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         if kind == "bool":
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
                                 help=help_text)
+        elif f.name == "bits":
+            parser.add_argument(flag, type=_bits_with_weights, default=None,
+                                metavar="B,B,... or B:W,B:W,...", help=help_text)
+        elif kind.startswith("tuple[float"):
+            parser.add_argument(flag, type=_float_tuple, default=None, metavar="A,B,...",
+                                help=help_text)
         elif kind.startswith("tuple"):
             parser.add_argument(flag, type=_int_tuple, default=None, metavar="A,B,...",
                                 help=help_text)
@@ -210,6 +275,9 @@ def config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = Non
     settings = dict(base or {})
     for f in fields(TrainConfig):
         value = getattr(args, f.name, None)
-        if value is not None:
-            settings[f.name] = value
+        if value is None:
+            continue
+        if f.name == "bits":
+            value, settings["bit_weights"] = value  # --bit-weights, later, may override
+        settings[f.name] = value
     return TrainConfig.from_dict(settings)

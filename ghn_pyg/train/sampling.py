@@ -19,7 +19,7 @@ from ..graph.archgraph import ArchGraph
 from ..graph.ops import PRIMITIVES, QUANTIZABLE_OPS
 from ..quant.spec import FLOAT_BITS
 
-__all__ = ["ArchSampler", "ImageBatcher", "draw_bits"]
+__all__ = ["ArchSampler", "ImageBatcher", "draw_bits", "network_bits"]
 
 
 @lru_cache(maxsize=4)
@@ -67,15 +67,17 @@ class ImageBatcher:
 
 
 def draw_bits(graph: ArchGraph, bits: tuple[int, ...], rng: random.Random, mixed: bool = False,
-              first_last_8bit: bool = False) -> ArchGraph:
+              first_last_8bit: bool = False, weights: tuple[float, ...] = ()) -> ArchGraph:
     """A copy of ``graph`` whose conv/linear layers get bits drawn from ``bits``.
 
     Args:
         graph: the float graph.
-        bits: the set to draw from; empty keeps everything at 32 (float).
+        bits: the set to draw from (32 is float); empty keeps everything at 32.
         rng: the step's random source.
         mixed: draw per layer instead of once for the whole network.
-        first_last_8bit: keep the first and last layers at 8 bits.
+        first_last_8bit: quantized first and last layers get 8 bits (float ones stay
+            float).
+        weights: sampling weight of each of ``bits`` (empty: uniform).
 
     Returns:
         The annotated copy (the input graph is unchanged).
@@ -85,10 +87,24 @@ def draw_bits(graph: ArchGraph, bits: tuple[int, ...], rng: random.Random, mixed
     quantizable = [v for v, op in enumerate(graph.op.tolist()) if PRIMITIVES[op] in QUANTIZABLE_OPS]
     values = torch.full((n,), FLOAT_BITS, dtype=torch.long)
     if bits and quantizable:
-        whole = rng.choice(bits)
+        def draw() -> int:
+            return rng.choices(bits, weights)[0] if weights else rng.choice(bits)
+
+        whole = draw()
         for v in quantizable:
-            values[v] = rng.choice(bits) if mixed else whole
+            values[v] = draw() if mixed else whole
         if first_last_8bit:
-            values[quantizable[0]] = values[quantizable[-1]] = 8
+            for v in (quantizable[0], quantizable[-1]):
+                if values[v] < FLOAT_BITS:
+                    values[v] = 8
     out.w_bits, out.a_bits = values, values.clone()
     return out
+
+
+def network_bits(graph: ArchGraph) -> int:
+    """The lowest weight bit-width of ``graph``'s conv/linear layers (32 if none is
+    quantized): the bit-width a network drawn by :func:`draw_bits` is logged under."""
+    ops = graph.op.tolist()
+    quantized = [int(b) for b, op in zip(graph.w_bits.tolist(), ops)
+                 if PRIMITIVES[op] in QUANTIZABLE_OPS]
+    return min(quantized, default=FLOAT_BITS)

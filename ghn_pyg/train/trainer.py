@@ -24,7 +24,7 @@ from ..nn.ghn import GHN, CheckpointError
 from ..quant.runner import QuantizedModel, quantize
 from . import distributed
 from .config import TrainConfig
-from .sampling import ArchSampler, ImageBatcher, draw_bits
+from .sampling import ArchSampler, ImageBatcher, draw_bits, network_bits
 
 __all__ = ["Trainer", "NonFiniteLossError", "TRAIN_FORMAT", "load_train_checkpoint"]
 
@@ -98,6 +98,10 @@ class Trainer:
         if cfg.init_ckpt:
             self._check_init_ckpt(cfg.init_ckpt)
             self.ghn.load_weights(cfg.init_ckpt)
+            if self.ghn.trained_bits is None:  # a legacy checkpoint: float-trained
+                self.ghn.set_trained_bits((32,))
+            if cfg.seed_bits:
+                self.ghn.seed_untrained_bits()
         self.ghn.set_trained_bits(self._trained_bits())
         self.model = distributed.wrap(self.ghn, self.device, self.world)
         self.optimizer = self._make_optimizer()
@@ -106,6 +110,8 @@ class Trainer:
                                         self.world)
         self.image_batcher = ImageBatcher(self.images, cfg.batch_size, cfg.seed, self.rank,
                                           self.world)
+        self.range_batcher = ImageBatcher(self.images, cfg.range_images, cfg.seed + 7, self.rank,
+                                          self.world) if cfg.range_images else None
         self.step = 0
         self.nan_skips = 0
         self._consecutive_nan = 0
@@ -169,6 +175,7 @@ class Trainer:
         if runner is None:
             module = self.archs.build_module(idx).to(self.device)
             runner = quantize(module, None, (1, *self.config.in_shape), bn="batch")
+            runner.set_collapse_guard(self.config.collapse_guard)
             self._runners[idx] = runner
             if len(self._runners) > _RUNNER_CACHE:
                 self._runners.popitem(last=False)
@@ -182,20 +189,23 @@ class Trainer:
         start = time.perf_counter()
         indices = self.arch_sampler.indices(self.step)
         rng = random.Random(cfg.seed * 1_000_003 + self.step * 997 + self.rank)
-        graphs = [draw_bits(self.archs[i], cfg.bits, rng, cfg.mixed, cfg.first_last_8bit)
-                  for i in indices]
+        graphs = [draw_bits(self.archs[i], cfg.bits, rng, cfg.mixed, cfg.first_last_8bit,
+                            cfg.bit_weights) for i in indices]
         images, labels = (t.to(self.device) for t in self.image_batcher.batch(self.step))
         runners = [self._runner(i).set_bits(g) for i, g in zip(indices, graphs)]
         # bfloat16 needs no loss scaling; the GatedGNN sweep itself stays in float32
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.amp):
             predicted = self.model(Batch.from_data_list(graphs).to(self.device))
+            if self.range_batcher is not None:
+                self._calibrate_ranges(runners, predicted)
             logits = [runner(images, params) for runner, params in zip(runners, predicted)]
             losses = torch.stack([F.cross_entropy(out.float(), labels) for out in logits])
         loss = losses.mean()
         self.optimizer.zero_grad(set_to_none=True)
         finite = distributed.all_finite(loss, self.world)
+        net_norms = [float("nan")] * len(graphs)
         if finite:
-            loss.backward()
+            net_norms = self._backward(predicted, losses)
             grad_norm = float(nn.utils.clip_grad_norm_(self.ghn.parameters(), cfg.grad_clip))
             self.optimizer.step()
             self.scheduler.step()
@@ -214,10 +224,53 @@ class Trainer:
         with torch.no_grad():
             accuracy = torch.stack([(out.argmax(1) == labels).float().mean() for out in logits])
         seconds = time.perf_counter() - start
-        return {"step": self.step, "loss": loss.item(), "accuracy": accuracy.mean().item(),
-                "lr": self.scheduler.get_last_lr()[0], "grad_norm": grad_norm,
-                "nan_skips": self.nan_skips, "seconds": seconds,
-                "images_per_s": len(indices) * cfg.batch_size / seconds}
+        metrics = {"step": self.step, "loss": loss.item(), "accuracy": accuracy.mean().item(),
+                   "lr": self.scheduler.get_last_lr()[0], "grad_norm": grad_norm,
+                   "nan_skips": self.nan_skips, "seconds": seconds,
+                   "images_per_s": len(indices) * cfg.batch_size / seconds}
+        metrics.update(_per_bits(graphs, losses.detach().tolist(), net_norms, cfg.bits))
+        return metrics
+
+    @torch.no_grad()
+    def _calibrate_ranges(self, runners: list[QuantizedModel],
+                          predicted: list[dict[str, torch.Tensor]]) -> None:
+        """Fix every network's activation ranges for this step from ``range_images``
+        other training images (min/max, as the ``calibrated`` evaluation protocol
+        does), instead of each training batch's own range."""
+        calibration = self.range_batcher.batch(self.step)[0].to(self.device)
+        for runner, params in zip(runners, predicted):
+            if network_bits(runner.graph) < 32:
+                runner.calibrate([calibration], 1,
+                                 params={k: v.detach() for k, v in params.items()})
+
+    def _backward(self, predicted: list[dict[str, torch.Tensor]], losses: torch.Tensor) -> list[float]:
+        r"""Backpropagate the mean loss into the GHN, one network's share at a time.
+
+        Network :math:`i`'s gradient w.r.t. its predicted parameters, :math:`g_i`, is
+        computed first (backward through the CNNs only); with ``net_grad_clip`` :math:`c`
+        it is rescaled to :math:`g_i \min(1, c / \lVert g_i \rVert)`, so no single
+        network (e.g. a 2-bit one with an exploding gradient) dominates the step; the
+        GHN's backward then runs once for all networks. Without clipping this equals
+        ``losses.mean().backward()``.
+
+        Returns:
+            :math:`\lVert g_i \rVert` of every network (before clipping).
+        """
+        clip, n = self.config.net_grad_clip, len(predicted)
+        tensors, grads, norms = [], [], []
+        for params, net_loss in zip(predicted, losses):
+            outputs = list(params.values())
+            net_grads = torch.autograd.grad(net_loss / n, outputs, retain_graph=True,
+                                            allow_unused=True)
+            net_grads = [torch.zeros_like(t) if g is None else g for t, g in zip(outputs, net_grads)]
+            norm = float(torch.sqrt(sum(g.float().pow(2).sum() for g in net_grads))) * n
+            if clip > 0 and norm > clip:
+                net_grads = [g * (clip / norm) for g in net_grads]
+            tensors += outputs
+            grads += net_grads
+            norms.append(norm)
+        torch.autograd.backward(tensors, grads)
+        return norms
 
     # ------------------------------------------------------------ the run
     def train(self, until: int | None = None) -> dict[str, Any]:
@@ -286,7 +339,8 @@ class Trainer:
         ours = self.config.to_dict()
         fixed = ("graphs", "space", "split", "num_archs", "graph_seed", "in_shape", "num_classes",
                  "data", "hid", "gnn", "T", "s_max", "max_shape", "meta_batch", "batch_size",
-                 "seed", "bits", "mixed", "first_last_8bit", "optimizer", "schedule")
+                 "seed", "bits", "bit_weights", "mixed", "first_last_8bit", "optimizer",
+                 "schedule", "collapse_guard", "net_grad_clip", "range_images")
         diff = [f"{k}: checkpoint {theirs[k]!r}, now {ours[k]!r}" for k in fixed if theirs[k] != ours[k]]
         if diff:
             raise CheckpointError(f"{path}: cannot resume with other settings ({'; '.join(diff)})")
@@ -298,6 +352,20 @@ class Trainer:
         if "cuda" in state["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.step, self.nan_skips = int(state["step"]), int(state["nan_skips"])
+
+
+def _per_bits(graphs: list, losses: list[float], net_norms: list[float],
+              bits: tuple[int, ...]) -> dict[str, float]:
+    """Mean loss and parameter-gradient norm of the step's networks per bit-width
+    (``loss_8bit``, ``param_grad_8bit``, ...; NaN for bit-widths not drawn this step)."""
+    out: dict[str, float] = {}
+    labels = [network_bits(g) for g in graphs]
+    for b in bits or (32,):
+        chosen = [i for i, label in enumerate(labels) if label == b]
+        for name, values in (("loss", losses), ("param_grad", net_norms)):
+            picked = [values[i] for i in chosen]
+            out[f"{name}_{b}bit"] = sum(picked) / len(picked) if picked else float("nan")
+    return out
 
 
 def _as_python_state(state: Any) -> tuple:

@@ -1,0 +1,200 @@
+"""The GHN-QAT recipe: seeded bit embeddings, the collapse guard, per-network gradient
+clipping, float networks and sampling weights in the bit mix, per-bit metrics."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import random
+
+import pytest
+import torch
+from torch import nn
+
+from ghn_pyg.data import ArchGraphDataset
+from ghn_pyg.graph.tracer import trace
+from ghn_pyg.nn import GHN
+from ghn_pyg.nn.ghn import PRETRAINED_DIR
+from ghn_pyg.quant import QuantSpec, quantize
+from ghn_pyg.quant.layers import detach_collapsed_channels
+from ghn_pyg.train import TrainConfig, Trainer
+from ghn_pyg.train.config import add_config_arguments, config_from_args
+from ghn_pyg.train.sampling import draw_bits, network_bits
+
+from .test_images import needs_fmnist
+
+FLOAT_GHN = PRETRAINED_DIR / "ghn-fmnist.pt"
+
+
+@pytest.fixture(scope="module")
+def efficient(tmp_path_factory):
+    """The first 8 training architectures of the efficient space (those the shipped GHNs
+    were trained on first)."""
+    root = tmp_path_factory.mktemp("efficient")
+    ArchGraphDataset(root, "efficient", "train", size=8, progress=False)
+    return root
+
+
+def efficient_config(root, out, **kwargs) -> TrainConfig:
+    settings = dict(graphs=str(root), space="efficient", num_archs=8, data="fashion-mnist",
+                    meta_batch=1, batch_size=64, steps=10, warmup=1, ckpt_every=100,
+                    log_every=1, out=str(out), seed=0, init_ckpt=str(FLOAT_GHN))
+    settings.update(kwargs)
+    return TrainConfig(**settings)
+
+
+def small_graph(bits: int = 32):
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(4 * 26 * 26, 10))
+    return trace(model, (1, 1, 28, 28), QuantSpec.uniform(bits) if bits < 32 else None)
+
+
+def test_seeded_bit_rows_reproduce_the_float_predictions():
+    torch.manual_seed(0)
+    ghn = GHN(hid=16, max_shape=(8, 8, 3, 3)).set_trained_bits([32])
+    before = {b: ghn(small_graph(b))[0] for b in (32, 8, 4, 2)}
+    rows = ghn.encoder.w_bits.weight.detach().clone()
+    assert ghn.seed_untrained_bits() == (2, 3, 4, 5, 6, 7, 8, 16)
+    ghn.set_trained_bits([32, 8, 4, 2])  # the rows are now read, not snapped to 32
+    for b in (32, 8, 4, 2):
+        after = ghn(small_graph(b))[0]
+        assert all(torch.equal(before[b][k], after[k]) for k in after)
+    w = ghn.encoder.w_bits.weight
+    assert not torch.equal(w, rows) and torch.equal(w[0], w[-1])  # 2 bits copies 32 bits
+    ghn.set_trained_bits(None)
+    assert ghn.seed_untrained_bits() == ()  # nothing recorded: every row is trusted
+
+
+def test_qat_step_zero_predicts_what_the_float_ghn_predicts(efficient, tmp_path):
+    graph = draw_bits(ArchGraphDataset(efficient, "efficient", "train", size=8, progress=False)[1],
+                      (4,), random.Random(0))
+    reference = GHN.load(FLOAT_GHN)(graph)[0]
+    seeded = Trainer(efficient_config(efficient, tmp_path / "a", bits=(8, 4, 2), data="synthetic",
+                                      in_shape=(1, 28, 28)))
+    assert seeded.ghn.trained_bits == (2, 4, 8, 32)
+    assert all(torch.equal(v, reference[k]) for k, v in seeded.ghn(graph)[0].items())
+    unseeded = Trainer(efficient_config(efficient, tmp_path / "b", bits=(8, 4, 2), seed_bits=False,
+                                        data="synthetic"))
+    assert any(not torch.equal(v, reference[k]) for k, v in unseeded.ghn(graph)[0].items())
+
+
+def test_detach_collapsed_channels_keeps_values_and_stops_their_gradient():
+    x = torch.randn(8, 3, 4, 4)
+    x[:, 1] = 0.5  # a channel quantization collapsed to one level
+    x.requires_grad_(True)
+    out = detach_collapsed_channels(x, 1e-5)
+    assert torch.equal(out, x)
+    (out * torch.randn_like(out)).sum().backward()
+    assert (x.grad[:, 1] == 0).all() and (x.grad[:, 0] != 0).all() and (x.grad[:, 2] != 0).all()
+    y = torch.randn(8, 3, requires_grad=True)
+    assert detach_collapsed_channels(y, 1e-5) is y  # nothing collapsed: the input itself
+
+
+def test_collapse_guard_removes_the_batch_norm_amplification():
+    """An outlier channel sets the 2-bit activation range, the other channel rounds to one
+    level, and the batch norm after the depthwise conv divides its gradient by sqrt(eps)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(2, 2, 3, padding=1, groups=2), nn.BatchNorm2d(2), nn.ReLU(),
+                          nn.Conv2d(2, 2, 1), nn.BatchNorm2d(2), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(2 * 8 * 8, 4))
+    x = torch.cat([100 * torch.rand(16, 1, 8, 8), 0.1 * torch.rand(16, 1, 8, 8)], dim=1)
+    y = torch.randint(0, 4, (16,))
+
+    def input_grad(guard: bool) -> torch.Tensor:
+        runner = quantize(model, QuantSpec.uniform(2), (1, 2, 8, 8), bn="batch")
+        runner.set_collapse_guard(guard)
+        inputs = x.clone().requires_grad_()
+        nn.functional.cross_entropy(runner(inputs), y).backward()
+        return inputs.grad
+
+    unguarded, guarded = input_grad(False), input_grad(True)
+    assert unguarded[:, 1].norm() > 50 * unguarded[:, 0].norm()  # the amplified channel
+    assert (guarded[:, 1] == 0).all() and torch.equal(guarded[:, 0], unguarded[:, 0])
+
+
+@needs_fmnist
+@pytest.mark.parametrize("arch", [1, 4, 7])
+def test_two_bit_gradients_stay_within_10x_of_eight_bit(efficient, tmp_path, arch):
+    """Networks whose 2-bit GHN gradient was 100x-100,000x the 8-bit one (the shipped
+    GHN-QAT recipe) stay within 10x with the collapse guard and per-network clipping."""
+
+    def grad_norm(bits: int, **kwargs) -> float:
+        trainer = Trainer(efficient_config(efficient, tmp_path / f"{bits}", bits=(bits,), **kwargs))
+        trainer.arch_sampler.indices = lambda step: [arch]
+        return trainer.train_step()["grad_norm"]
+
+    eight = grad_norm(8, net_grad_clip=5.0)
+    assert grad_norm(2, net_grad_clip=5.0) < 10 * eight
+    assert grad_norm(2, collapse_guard=False, net_grad_clip=0.0) > 10 * eight
+
+
+def test_per_network_clipping_equals_plain_backward_below_the_clip(efficient, tmp_path):
+    common = dict(bits=(8, 4, 2), data="synthetic", meta_batch=3, batch_size=16)
+    plain = Trainer(efficient_config(efficient, tmp_path / "a", net_grad_clip=0.0, **common))
+    clipped = Trainer(efficient_config(efficient, tmp_path / "b", net_grad_clip=1e6, **common))
+    tiny = Trainer(efficient_config(efficient, tmp_path / "c", net_grad_clip=1e-3, **common))
+    metrics = [t.train_step() for t in (plain, clipped, tiny)]
+    assert metrics[0]["grad_norm"] == pytest.approx(metrics[1]["grad_norm"], rel=1e-4)
+    assert metrics[2]["grad_norm"] < 0.01 * metrics[0]["grad_norm"]
+    drawn = [b for b in (8, 4, 2) if metrics[0][f"loss_{b}bit"] == metrics[0][f"loss_{b}bit"]]
+    assert drawn and all(metrics[0][f"param_grad_{b}bit"] > 0 for b in drawn)
+
+
+def test_bits_with_32_and_weights(efficient, tmp_path):
+    graph = ArchGraphDataset(efficient, "efficient", "train", size=8, progress=False)[0]
+    rng = random.Random(0)
+    drawn = [network_bits(draw_bits(graph, (32, 4), rng, weights=(1.0, 3.0))) for _ in range(400)]
+    assert set(drawn) == {32, 4} and 0.65 < drawn.count(4) / 400 < 0.85
+    assert [network_bits(draw_bits(graph, (32, 4), rng, weights=(0.0, 1.0))) for _ in range(20)] \
+        == [4] * 20
+    ends = draw_bits(graph, (32,), rng, first_last_8bit=True)
+    assert (ends.w_bits == 32).all()  # a float network keeps float first/last layers
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    cfg = config_from_args(parser.parse_args(["--bits", "32:1,8:1,4:2,2:1"]))
+    assert cfg.bits == (32, 8, 4, 2) and cfg.bit_weights == (1.0, 1.0, 2.0, 1.0) and cfg.quantized
+    plain = config_from_args(parser.parse_args(["--bits", "8,4"]), {"bits": [8, 4, 2],
+                                                                    "bit_weights": [1, 1, 1]})
+    assert plain.bits == (8, 4) and plain.bit_weights == ()
+    assert not TrainConfig(bits=(32,)).quantized
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--bits", "32:1,8"])
+    for bad, match in (({"bits": (4, 33)}, r"bits: \[33\] not allowed"),
+                       ({"bits": (4, 4)}, "repeats a bit-width"),
+                       ({"bits": (8, 4), "bit_weights": (1.0,)}, "one non-negative weight"),
+                       ({"bits": (8, 4), "bit_weights": (0.0, 0.0)}, "not all zero"),
+                       ({"net_grad_clip": -1.0}, "net_grad_clip >= 0")):
+        with pytest.raises(ValueError, match=match):
+            TrainConfig(**bad)
+
+
+def test_metrics_log_loss_and_gradient_per_bit_width(efficient, tmp_path):
+    trainer = Trainer(efficient_config(efficient, tmp_path, bits=(32, 4), data="synthetic",
+                                       meta_batch=4, batch_size=16, steps=3))
+    trainer.train()
+    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    assert len(rows) == 3
+    for column in ("loss_32bit", "param_grad_32bit", "loss_4bit", "param_grad_4bit"):
+        assert column in rows[0]
+    values = [float(r["loss_4bit"]) for r in rows] + [float(r["loss_32bit"]) for r in rows]
+    assert any(v == v and v > 0 for v in values)  # some drawn (NaN marks bits not drawn)
+
+
+def test_range_images_calibrate_activation_ranges_each_step(efficient, tmp_path):
+    trainer = Trainer(efficient_config(efficient, tmp_path, bits=(4,), data="synthetic",
+                                       meta_batch=2, batch_size=16, range_images=32))
+    trainer.arch_sampler.indices = lambda step: [0, 1]
+    trainer.train_step()
+    calibration = trainer.range_batcher.batch(0)[0]
+    for idx in (0, 1):
+        first = next(iter(trainer._runner(idx).layers.values())).act_quant
+        assert first.mode == "frozen"  # the stem sees the calibration images themselves
+        assert float(first.high) == pytest.approx(float(calibration.max()))
+        assert float(first.low) == pytest.approx(float(calibration.min()))
+    dynamic = Trainer(efficient_config(efficient, tmp_path / "d", bits=(4,), data="synthetic",
+                                       meta_batch=2, batch_size=16))
+    dynamic.train_step()
+    assert all(q.act_quant.mode == "dynamic" for r in dynamic._runners.values()
+               for q in r.layers.values())
+    with pytest.raises(ValueError, match="range_images must be >= 0"):
+        TrainConfig(range_images=-1)
