@@ -117,3 +117,37 @@ def test_results_script_resumes_and_writes_every_table(tmp_path):
 def test_protocol_batches_prints_its_table():
     text = load("protocol_batches").main(["--archs", "1", "--images", "64", "--pairs", "2/1"])
     assert "| 2 / 1 " in text and "W4A4 GHN / QAT" in text
+
+
+def test_qat_ab_trains_every_arm_then_writes_its_table(tmp_path):
+    fake_fmnist(tmp_path, 600)
+    out = tmp_path / "ab"
+    command = [sys.executable, str(SCRIPTS / "qat_ab.py"), "--arms", "old,all", "--steps", "2",
+               "--graphs", str(tmp_path / "graphs"), "--num-archs", "4", "--data-root",
+               str(tmp_path), "--val-archs", "1", "--images", "20", "--bn-batches", "1",
+               "--calib-batches", "1", "--out", str(out)]
+    env = {"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(SCRIPTS.parent)}
+    bad = subprocess.run(command + ["--arms", "old,best"], capture_output=True, text=True,
+                         env=env, timeout=600)
+    assert bad.returncode == 2 and "unknown arms ['best']" in bad.stderr
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    table = (out / "ab.md").read_text()
+    for line in ("| float GHN (start) |", "| old ", "| all ", "Δ W4A4", "`all`: `--bits 32,8,4,2"):
+        assert line in table
+    assert (out / "runs" / "all" / "last.pt").is_file() and len(list((out / "cache").glob("*.csv"))) == 3
+    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert again.returncode == 0 and "training from step" not in again.stdout
+    assert (out / "ab.md").read_text().split("Command:")[0] == table.split("Command:")[0]
+
+
+def test_probe_gradients_prints_per_layer_and_summary(tmp_path, capsys):
+    fake_fmnist(tmp_path, 100)
+    args = ["--graphs", str(tmp_path / "graphs"), "--num-archs", "2", "--bits", "8,2",
+            "--images", "16", "--data-root", str(tmp_path)]
+    load("probe_gradients").main(args + ["--archs", "1", "--guard"])
+    out = capsys.readouterr().out
+    assert "| layer " in out and "| BN collapsed |" in out and "at 2 bits: loss" in out
+    load("probe_gradients").main(args + ["--archs", "0-1", "--summary"])
+    summary = capsys.readouterr().out
+    assert "| layer " not in summary and summary.count("| efficient-") == 4

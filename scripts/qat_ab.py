@@ -1,0 +1,211 @@
+"""A/B trials of GHN-QAT recipes, judged on validation architectures and images.
+
+Every arm starts from the same float GHN (default: the shipped ``ghn-fmnist``) and
+trains for the same number of steps with the shipped GHN-QAT recipe (8 networks of 64
+images per step, AdamW at 3e-4 with cosine decay and 30 warm-up steps, global clip 2,
+seed 3, architectures of ``--graphs``); an arm adds its own ``ghn-pyg train`` flags
+(:data:`ARMS`). Only one thing changes between ``old`` (the recipe the shipped
+GHN-QAT was trained with) and each single-change arm; ``all`` combines them.
+
+Then the float GHN and every arm are evaluated on the first ``--val-archs`` validation
+architectures of the ``efficient`` space (seed 0) with ``--images`` validation images
+(Fashion-MNIST's held-out training images, never the test split) under the
+``calibrated`` protocol (BN statistics and activation ranges from training images),
+per-channel weights, bits 32/8/4/2. Prints and writes ``OUT/ab.md`` (mean ± standard
+error over architectures, and each arm's difference to the float GHN) and
+``OUT/ab.csv``.
+
+Runs resume (``OUT/runs/ARM``) and finished ones are reused; evaluations are cached
+per arm and setting in ``OUT/cache``. Train arms in parallel with separate processes
+(``--arms old,all --train-only`` in each), then run once without ``--train-only``.
+
+    python scripts/qat_ab.py --steps 300 --out docs/results/qat-ab
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import platform
+import shlex
+import sys
+import time
+import warnings
+from pathlib import Path
+
+warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", category=FutureWarning)
+
+import torch  # noqa: E402
+
+from ghn_pyg.data import load_images, sample_specs  # noqa: E402
+from ghn_pyg.fileio import atomic_path  # noqa: E402
+from ghn_pyg.nn import GHN  # noqa: E402
+from ghn_pyg.nn.ghn import PRETRAINED_DIR  # noqa: E402
+from ghn_pyg.report import markdown_table  # noqa: E402
+from ghn_pyg.spaces import get_space  # noqa: E402
+from ghn_pyg.train.config import add_config_arguments, config_from_args  # noqa: E402
+from ghn_pyg.train.evaluate import (EvalRow, ModuleArchs, evaluate_split, format_accuracy,  # noqa: E402
+                                    summarize)
+from ghn_pyg.train.protocol import EvalProtocol  # noqa: E402
+from ghn_pyg.train.trainer import Trainer  # noqa: E402
+
+#: The shipped GHN-QAT's recipe, common to every arm.
+BASE = ("--lr 3e-4 --warmup 30 --grad-clip 2 --seed 3 --meta-batch 8 --batch-size 64 "
+        "--log-every 10 --ckpt-every 50")
+#: Each arm's own flags: the old recipe, one change at a time, and the combinations
+#: (``--range-images`` is 0, each batch's own ranges, unless given).
+ARMS = {
+    "old": "--bits 8,4,2 --no-seed-bits --no-collapse-guard --net-grad-clip 0",
+    "seed-bits": "--bits 8,4,2 --seed-bits --no-collapse-guard --net-grad-clip 0",
+    "collapse-guard": "--bits 8,4,2 --no-seed-bits --collapse-guard --net-grad-clip 0",
+    "net-clip": "--bits 8,4,2 --no-seed-bits --no-collapse-guard --net-grad-clip 5",
+    "fp32-in-mix": "--bits 32,8,4,2 --no-seed-bits --no-collapse-guard --net-grad-clip 0",
+    "calib-ranges": "--bits 8,4,2 --no-seed-bits --no-collapse-guard --net-grad-clip 0 "
+                    "--range-images 256",
+    "all": "--bits 32,8,4,2 --seed-bits --collapse-guard --net-grad-clip 5",
+    "all+calib-ranges": "--bits 32,8,4,2 --seed-bits --collapse-guard --net-grad-clip 5 "
+                        "--range-images 256",
+}
+FLOAT = "float GHN (start)"
+BITS = (32, 8, 4, 2)
+
+
+def arm_config(name: str, args: argparse.Namespace):
+    """The :class:`TrainConfig` of arm ``name``."""
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    flags = shlex.split(f"{BASE} {ARMS[name]}") + [
+        "--graphs", args.graphs, "--num-archs", str(args.num_archs), "--steps", str(args.steps),
+        "--init-ckpt", args.init, "--out", str(args.out / "runs" / name), "--device", args.device]
+    if args.data_root:
+        flags += ["--data-root", args.data_root]
+    return config_from_args(parser.parse_args(flags))
+
+
+def train_arm(name: str, args: argparse.Namespace) -> Path:
+    """Train (or resume, or reuse) arm ``name``; returns its checkpoint."""
+    config = arm_config(name, args)
+    path = Path(config.out) / "last.pt"
+    resume = path.is_file()
+    trainer = Trainer(config, resume=resume)
+    if trainer.step < config.steps:
+        print(f"[{name}] training from step {trainer.step} to {config.steps}", flush=True)
+        trainer.train()
+    return path
+
+
+def val_models(count: int) -> list:
+    """``(name, module)`` of the first ``count`` validation architectures at 1x28x28."""
+    space = get_space("efficient")
+    return [(f"val-{i:02d}", space.build(s, 1, 10))
+            for i, s in enumerate(sample_specs(space, "val", count, 0))]
+
+
+def evaluate(name: str, ghn: GHN, args: argparse.Namespace, archs, images, train) -> list[EvalRow]:
+    """Rows of ``ghn`` under the calibrated protocol (cached by weights and settings)."""
+    digest = hashlib.sha256()
+    for tensor in ghn.state_dict().values():
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    settings = f"{args.val_archs}-{args.images}-{args.bn_batches}-{args.calib_batches}"
+    cache = args.out / "cache" / f"{name}-{digest.hexdigest()[:12]}-{settings}.csv"
+    if cache.is_file():
+        with open(cache) as f:
+            return [EvalRow(r["arch"], r["method"], int(r["bits"]), float(r["accuracy"]))
+                    for r in csv.DictReader(f)]
+    protocol = EvalProtocol("calibrated", args.bn_batches, args.calib_batches)
+    rows = evaluate_split(archs, images, {name: ghn}, BITS, baselines=(), max_images=args.images,
+                          train_images=train, protocol=protocol, device=args.device,
+                          progress=True)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(cache) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["arch", "method", "bits", "accuracy"])
+        writer.writerows([r.arch, r.method, r.bits, r.accuracy] for r in rows)
+    return rows
+
+
+def ab_table(rows: list[EvalRow], methods: list[str]) -> str:
+    """Markdown: accuracy per method and bit-width, and the difference to the float GHN."""
+    stats = summarize(rows)
+    per_arch = {(r.method, r.bits, r.arch): r.accuracy for r in rows}
+    header = ["method"] + [f"{'FP32' if b == 32 else f'W{b}A{b}'}" for b in BITS] + \
+        [f"Δ {'FP32' if b == 32 else f'W{b}A{b}'}" for b in BITS]
+    table = []
+    for method in methods:
+        cells = [format_accuracy(*stats[(method, b)]) if (method, b) in stats else "-" for b in BITS]
+        for b in BITS:
+            diffs = [100 * (per_arch[(method, b, a)] - per_arch[(FLOAT, b, a)])
+                     for (m, bb, a) in per_arch if m == method and bb == b and (FLOAT, b, a) in per_arch]
+            cells.append(f"{sum(diffs) / len(diffs):+.1f}" if diffs and method != FLOAT else "")
+        table.append([method] + cells)
+    return markdown_table(header, table)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--arms", default=",".join(ARMS), help="comma-separated arms")
+    parser.add_argument("--steps", type=int, default=600, help="GHN-QAT steps of every arm")
+    parser.add_argument("--init", default=str(PRETRAINED_DIR / "ghn-fmnist.pt"),
+                        help="the float GHN every arm starts from")
+    parser.add_argument("--graphs", default="graphs/efficient-fmnist-10k",
+                        help="training architectures (built if missing)")
+    parser.add_argument("--num-archs", type=int, default=10000)
+    parser.add_argument("--data-root", default=None, help="Fashion-MNIST folder")
+    parser.add_argument("--val-archs", type=int, default=10)
+    parser.add_argument("--images", type=int, default=2000, help="validation images")
+    parser.add_argument("--bn-batches", type=int, default=4,
+                        help="calibrated protocol: training batches of 256 for BN statistics")
+    parser.add_argument("--calib-batches", type=int, default=2,
+                        help="calibrated protocol: training batches of 256 for activation ranges")
+    parser.add_argument("--train-only", action="store_true", help="train the arms, evaluate nothing")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", type=Path, default=Path("docs/results/qat-ab"))
+    args = parser.parse_args(argv)
+    unknown = [a for a in args.arms.split(",") if a not in ARMS]
+    if unknown:
+        parser.error(f"unknown arms {unknown}; choose from {', '.join(ARMS)}")
+    for key in ("steps", "val_archs", "images", "bn_batches", "calib_batches"):
+        if getattr(args, key) < 1:
+            parser.error(f"--{key.replace('_', '-')} must be >= 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    start = time.perf_counter()
+    arms = args.arms.split(",")
+    checkpoints = {name: train_arm(name, args) for name in arms}
+    if args.train_only:
+        return
+    archs = ModuleArchs(val_models(args.val_archs), (1, 28, 28))
+    images = load_images("fashion-mnist", "val", args.data_root)
+    train = load_images("fashion-mnist", "train", args.data_root)
+    ghns = {FLOAT: GHN.load(args.init)}
+    ghns.update({name: GHN.load(path) for name, path in checkpoints.items()})
+    rows = []
+    for name, ghn in ghns.items():
+        rows += evaluate(name, ghn, args, archs, images, train)
+    device = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "CPU"
+    text = (f"# GHN-QAT A/B: {args.steps} steps from `{Path(args.init).name}`\n\n"
+            f"{args.val_archs} validation architectures, {args.images} validation images, "
+            f"protocol `calibrated` ({args.bn_batches} BN + {args.calib_batches} calibration "
+            "batches of 256 training images), per-channel weights; Δ: mean difference to the "
+            "float GHN on the same architectures, in points.\n\n"
+            + ab_table(rows, list(ghns)) + "\n\nArms (added to the common recipe `"
+            + BASE + "`):\n\n" + "\n".join(f"- `{n}`: `{ARMS[n]}`" for n in arms)
+            + f"\n\nCommand: `python {' '.join(map(shlex.quote, sys.argv))}` on {device}.\n")
+    args.out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(args.out / "ab.md") as tmp:
+        tmp.write_text(text)
+    with atomic_path(args.out / "ab.csv") as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["arch", "method", "bits", "accuracy"])
+        writer.writerows([r.arch, r.method, r.bits, r.accuracy] for r in rows)
+    print(text)
+    print(f"total {time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
