@@ -27,8 +27,10 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import math
 import platform
 import shlex
+import statistics
 import sys
 import time
 import warnings
@@ -137,7 +139,12 @@ def ab_table(rows: list[EvalRow], methods: list[str]) -> str:
         for b in BITS:
             diffs = [100 * (per_arch[(method, b, a)] - per_arch[(FLOAT, b, a)])
                      for (m, bb, a) in per_arch if m == method and bb == b and (FLOAT, b, a) in per_arch]
-            cells.append(f"{sum(diffs) / len(diffs):+.1f}" if diffs and method != FLOAT else "")
+            if diffs and method != FLOAT:
+                se = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else 0.0
+                cells.append(f"{statistics.fmean(diffs):+.1f} ± {se:.1f}" if len(diffs) > 1
+                             else f"{diffs[0]:+.1f}")
+            else:
+                cells.append("")
         table.append([method] + cells)
     return markdown_table(header, table)
 
@@ -191,8 +198,8 @@ def main(argv: list[str] | None = None) -> None:
     text = (f"# GHN-QAT A/B: {args.steps} steps from `{Path(args.init).name}`\n\n"
             f"{args.val_archs} validation architectures, {args.images} validation images, "
             f"protocol `calibrated` ({args.bn_batches} BN + {args.calib_batches} calibration "
-            "batches of 256 training images), per-channel weights; Δ: mean difference to the "
-            "float GHN on the same architectures, in points.\n\n"
+            "batches of 256 training images), per-channel weights; Δ: mean ± standard error of "
+            "the difference to the float GHN on the same architectures, in points.\n\n"
             + ab_table(rows, list(ghns)) + "\n\nArms (added to the common recipe `"
             + BASE + "`):\n\n" + "\n".join(f"- `{n}`: `{ARMS[n]}`" for n in arms)
             + f"\n\nCommand: `python {' '.join(map(shlex.quote, sys.argv))}` on {device}.\n")

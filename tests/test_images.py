@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import pickle
 
 import numpy as np
@@ -108,6 +109,32 @@ def test_cifar10_fixture_in_its_on_disk_format(tmp_path):
     (folder / "data_batch_3").write_bytes(b"garbage")
     with pytest.raises(ValueError, match="data_batch_3 is not a readable CIFAR-10 batch"):
         load_images("cifar10", "train", root=tmp_path)
+
+
+class _Planted:
+    """Unpickling this runs a shell command (what a malicious batch file would do)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_cifar10_batches_never_run_code(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    marker = tmp_path / "pwned"
+    with open(folder / "test_batch", "wb") as f:
+        pickle.dump({b"data": _Planted(marker), b"labels": [0]}, f)
+    with pytest.raises(ValueError, match=r"test_batch is not a readable CIFAR-10 batch.*"
+                                         r"references posix.system|nt.system"):
+        load_images("cifar10", "test", root=tmp_path)
+    assert not marker.exists()
+    with open(folder / "test_batch", "wb") as f:  # a dict of other types is refused too
+        pickle.dump({b"data": {1, 2}, b"labels": [0]}, f)
+    with pytest.raises(ValueError, match="test_batch is not a readable CIFAR-10 batch"):
+        load_images("cifar10", "test", root=tmp_path)
 
 
 def test_synthetic_loaders_and_augmentation():

@@ -157,8 +157,10 @@ def test_bits_with_32_and_weights(efficient, tmp_path):
                                                                     "bit_weights": [1, 1, 1]})
     assert plain.bits == (8, 4) and plain.bit_weights == ()
     assert not TrainConfig(bits=(32,)).quantized
-    with pytest.raises(SystemExit):
-        parser.parse_args(["--bits", "32:1,8"])
+    for bad in ("32:1,8", "8,x", "8,,4", "4:a"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["--bits", bad])
+    assert config_from_args(parser.parse_args(["--bits", "float"])).bits == ()
     for bad, match in (({"bits": (4, 33)}, r"bits: \[33\] not allowed"),
                        ({"bits": (4, 4)}, "repeats a bit-width"),
                        ({"bits": (8, 4), "bit_weights": (1.0,)}, "one non-negative weight"),

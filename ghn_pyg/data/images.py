@@ -177,17 +177,36 @@ def _fashion_mnist_arrays(split: str, root: str | os.PathLike | None,
 _CIFAR_FILES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
 
 
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickles only what a CIFAR-10 batch holds: dicts, lists, bytes, strings, numbers
+    and numpy arrays. Any other global (``os.system``, ...) is refused before it runs."""
+
+    _ALLOWED = frozenset({("numpy", "ndarray"), ("numpy", "dtype"),
+                          ("numpy.core.multiarray", "_reconstruct"),
+                          ("numpy._core.multiarray", "_reconstruct"),
+                          ("numpy.core.multiarray", "scalar"),
+                          ("numpy._core.multiarray", "scalar")})
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"it references {module}.{name}, which a CIFAR-10 "
+                                         "batch never holds; refusing to load it")
+        return super().find_class(module, name)
+
+
 def _read_cifar_batches(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Read CIFAR-10's python-pickle batches (the ``cifar-10-batches-py`` format)."""
+    """Read CIFAR-10's python-pickle batches (the ``cifar-10-batches-py`` format) with a
+    restricted unpickler (:class:`_CifarUnpickler`), so a planted file cannot run code."""
     images, labels = [], []
     for name in _CIFAR_FILES[split]:
         path = folder / name
         try:
             with open(path, "rb") as f:
-                batch = pickle.load(f, encoding="bytes")
+                batch = _CifarUnpickler(f, encoding="bytes").load()
             data = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
             targets = np.asarray(batch[b"labels"], dtype=np.int64)
-        except (OSError, pickle.UnpicklingError, KeyError, ValueError, EOFError) as err:
+        except (OSError, pickle.UnpicklingError, KeyError, ValueError, EOFError,
+                TypeError) as err:
             raise ValueError(f"{path} is not a readable CIFAR-10 batch ({type(err).__name__}: "
                              f"{err}); re-download it") from err
         images.append(data)

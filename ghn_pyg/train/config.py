@@ -221,9 +221,15 @@ def _float_tuple(text: str) -> tuple[float, ...]:
 
 def _bits_with_weights(text: str) -> tuple[tuple[int, ...], tuple[float, ...]]:
     """``"8,4,2"`` or ``"32:1,8:1,4:2,2:1"`` -> (bits, weights; empty weights if none given)."""
-    items = [t.strip() for t in text.split(",") if t.strip()]
+    if text.strip() in ("", "none", "float"):
+        return (), ()
+    items = [t.strip() for t in text.split(",")]
     if not any(":" in t for t in items):
-        return _int_tuple(text), ()
+        try:
+            return tuple(int(t) for t in items), ()
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a comma-separated list of bit-widths, e.g. 8,4,2") from None
     try:
         pairs = [t.split(":") for t in items]
         if any(len(p) != 2 for p in pairs):
