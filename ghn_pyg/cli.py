@@ -111,7 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "Float pretraining unless --bits is given (e.g. --bits 8,4,2 for GHN-QAT, "
                     "usually with --init-ckpt of a float run). Under torchrun it trains with DDP.")
     train.add_argument("--config", help="JSON or YAML file of settings")
-    train.add_argument("--resume", action="store_true", help="continue from OUT/last.pt exactly")
+    train.add_argument("--resume", action="store_true",
+                       help="continue from OUT/last.pt exactly, with its saved settings (only "
+                            "steps, lr, logging, checkpoint cadence, device and paths may be "
+                            "given anew)")
+    train.add_argument("--overwrite", action="store_true",
+                       help="replace the run in OUT (its files are moved to OUT/replaced-TIME/)")
     add_config_arguments(train)
 
     evaluate = sub.add_parser(
@@ -246,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handlers[args.command](args)
     except (GraphBuildError, DatasetError, ValueError, ImportError, FileNotFoundError,
-            RuntimeError) as err:
+            FileExistsError, RuntimeError) as err:
         print(f"ghn-pyg {args.command}: error: {err}", file=sys.stderr)
         return 2
 

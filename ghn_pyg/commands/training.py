@@ -10,13 +10,25 @@ DEMO_TORCHVISION = ("resnet18", "mobilenet_v2")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from ..train import Trainer, load_config
-    from ..train.config import config_from_args
+    from pathlib import Path
+
+    from ..train import Trainer, load_config, load_train_checkpoint
+    from ..train.config import TrainConfig, config_from_args, given_settings, resume_config
     from ..train.distributed import barrier, teardown
 
-    config = config_from_args(args, load_config(args.config) if args.config else None)
+    if args.resume and args.overwrite:
+        raise ValueError("--resume continues the run in --out and --overwrite replaces it; "
+                         "give one of them")
+    base = load_config(args.config) if args.config else {}
+    if args.resume:  # the run's own settings, changed only where a resumed run may change
+        changes = {**base, **given_settings(args)}
+        out = Path(changes.get("out", TrainConfig.out)).expanduser()
+        saved = load_train_checkpoint(out / "last.pt")["config"]
+        config = resume_config(saved, changes, str(out / "last.pt"))
+    else:
+        config = config_from_args(args, base)
     try:
-        trainer = Trainer(config, resume=args.resume)
+        trainer = Trainer(config, resume=args.resume, overwrite=args.overwrite)
         metrics = trainer.train()
         # Every rank finishes before any leaves: a rank tearing its gloo connections down
         # while a peer still uses them aborts the peer at exit.

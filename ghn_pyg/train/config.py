@@ -11,7 +11,12 @@ from typing import Any
 from ..data.images import IMAGE_DATASETS
 from ..quant.spec import VALID_BITS
 
-__all__ = ["TrainConfig", "load_config", "add_config_arguments", "config_from_args", "HELP"]
+__all__ = ["TrainConfig", "load_config", "add_config_arguments", "config_from_args",
+           "given_settings", "resume_config", "RESUMABLE", "HELP"]
+
+#: Settings a resumed run may change; every other one must match the checkpoint's.
+RESUMABLE: tuple[str, ...] = ("steps", "lr", "log_every", "ckpt_every", "max_nan", "device",
+                              "workers", "out", "graphs", "data_root", "init_ckpt")
 
 
 @dataclass
@@ -276,9 +281,9 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, type=str, default=None, help=help_text)
 
 
-def config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = None) -> TrainConfig:
-    """Defaults, then ``base`` (a config file), then the flags that were given."""
-    settings = dict(base or {})
+def given_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings whose flags were given (``--bits B:W,...`` sets ``bit_weights`` too)."""
+    settings: dict[str, Any] = {}
     for f in fields(TrainConfig):
         value = getattr(args, f.name, None)
         if value is None:
@@ -286,4 +291,27 @@ def config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = Non
         if f.name == "bits":
             value, settings["bit_weights"] = value  # --bit-weights, later, may override
         settings[f.name] = value
-    return TrainConfig.from_dict(settings)
+    return settings
+
+
+def config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = None) -> TrainConfig:
+    """Defaults, then ``base`` (a config file), then the flags that were given."""
+    return TrainConfig.from_dict({**(base or {}), **given_settings(args)})
+
+
+def resume_config(saved: dict[str, Any], changes: dict[str, Any], source: str = "the run") -> TrainConfig:
+    """The settings of a resumed run: the checkpoint's ``saved`` ones, with ``changes``
+    (a config file's and the given flags') applied where :data:`RESUMABLE` allows.
+
+    Raises:
+        ValueError: ``changes`` alter a setting that must stay as it was (names each,
+            with the checkpoint's and the given value), or are invalid.
+    """
+    before = TrainConfig.from_dict(saved).to_dict()
+    after = TrainConfig.from_dict({**saved, **changes}).to_dict()
+    fixed = [f"{k}: checkpoint {before[k]!r}, given {after[k]!r}" for k in after
+             if k not in RESUMABLE and after[k] != before[k]]
+    if fixed:
+        raise ValueError(f"cannot change settings when resuming {source} ({'; '.join(fixed)}); "
+                         f"only {', '.join(RESUMABLE)} may change, or start a new run")
+    return TrainConfig.from_dict(after)

@@ -26,7 +26,11 @@ from . import distributed
 from .config import TrainConfig
 from .sampling import ArchSampler, ImageBatcher, draw_bits, network_bits
 
-__all__ = ["Trainer", "NonFiniteLossError", "TRAIN_FORMAT", "load_train_checkpoint"]
+__all__ = ["Trainer", "NonFiniteLossError", "RunExistsError", "TRAIN_FORMAT",
+           "load_train_checkpoint", "RUN_FILES"]
+
+#: The files of a run folder (``tensorboard`` is a folder).
+RUN_FILES: tuple[str, ...] = ("last.pt", "metrics.csv", "config.json", "tensorboard")
 
 TRAIN_FORMAT = "ghn_pyg.train"
 _RUNNER_CACHE = 128
@@ -34,6 +38,10 @@ _RUNNER_CACHE = 128
 
 class NonFiniteLossError(RuntimeError):
     """Too many consecutive steps had a NaN or infinite loss."""
+
+
+class RunExistsError(FileExistsError):
+    """A new run was asked for in a folder that already holds one."""
 
 
 def load_train_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -70,19 +78,28 @@ class Trainer:
 
     Args:
         config: the settings.
-        resume: continue from ``config.out/last.pt`` exactly where it stopped.
+        resume: continue from ``config.out/last.pt`` exactly where it stopped (the
+            settings that shape the run must match the checkpoint's; ``steps``, ``lr``
+            and the logging ones may change, and the learning-rate schedule follows).
+        overwrite: start a new run in a folder that holds one; its files are moved to
+            ``out/replaced-TIME/``, not deleted.
 
     Raises:
+        RunExistsError: ``out`` holds a run and neither ``resume`` nor ``overwrite``.
         ValueError: inconsistent settings (image size vs architecture input, ...).
-        CheckpointError: an unusable ``init_ckpt`` or resume checkpoint.
+        CheckpointError: an unusable ``init_ckpt`` or resume checkpoint, or resuming
+            with other settings (checked before any dataset is built).
     """
 
-    def __init__(self, config: TrainConfig, resume: bool = False) -> None:
+    def __init__(self, config: TrainConfig, resume: bool = False, overwrite: bool = False) -> None:
         self.config = cfg = config
         self.rank, self.world = distributed.setup(cfg.device)
         torch.manual_seed(cfg.seed)  # the same GHN initialisation on every rank
         self.device = distributed.device_for(cfg.device, self.rank)
-        self.out = Path(cfg.out)
+        self.out = Path(cfg.out).expanduser()
+        saved = self._read_resume_state() if resume else None
+        if not resume:
+            self._claim_run_folder(overwrite)
         self.images = load_images(cfg.data, "train", cfg.data_root, seed=cfg.seed,
                                   augment=cfg.augment, synthetic_shape=cfg.in_shape)
         if tuple(self.images.shape) != tuple(cfg.in_shape):
@@ -100,8 +117,8 @@ class Trainer:
             self.ghn.load_weights(cfg.init_ckpt)
             if self.ghn.trained_bits is None:  # a legacy checkpoint: float-trained
                 self.ghn.set_trained_bits((32,))
-            if cfg.seed_bits:
-                self.ghn.seed_untrained_bits()
+            if cfg.seed_bits and set(self._trained_bits()) - set(self.ghn.trained_bits):
+                self.ghn.seed_untrained_bits()  # rows this run starts training
         self.ghn.set_trained_bits(self._trained_bits())
         self.model = distributed.wrap(self.ghn, self.device, self.world)
         self.optimizer = self._make_optimizer()
@@ -117,8 +134,8 @@ class Trainer:
         self._consecutive_nan = 0
         self._runners: OrderedDict[int, QuantizedModel] = OrderedDict()
         torch.manual_seed(cfg.seed + 1 + self.rank)  # augmentation differs across ranks
-        if resume:
-            self._resume()
+        if saved is not None:
+            self._resume(saved)
 
     # ------------------------------------------------------------ setup
     def _open_archs(self) -> ArchGraphDataset:
@@ -288,7 +305,7 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
             with atomic_path(self.out / "config.json") as tmp:
                 tmp.write_text(json.dumps(cfg.to_dict(), indent=1))
-        logger = _MetricsLog(self.out / "metrics.csv", enabled=main, resume=self.step > 0)
+        logger = _MetricsLog(self.out / "metrics.csv", enabled=main, resume_step=self.step)
         last = min(cfg.steps, until) if until is not None else cfg.steps
         bar = tqdm(total=cfg.steps, initial=self.step, desc="GHN-QAT" if cfg.quantized else "GHN",
                    unit="step", disable=not main)
@@ -332,19 +349,43 @@ class Trainer:
             torch.save(state, tmp)
         return path
 
-    def _resume(self) -> None:
+    def _claim_run_folder(self, overwrite: bool) -> None:
+        """Refuse a new run where one exists, or (``overwrite``) move its files aside."""
+        existing = [name for name in RUN_FILES if (self.out / name).exists()]
+        if not existing:
+            return
+        if not overwrite:
+            raise RunExistsError(
+                f"{self.out} already holds a run ({', '.join(existing)}); pass --resume to "
+                "continue it, --overwrite to replace it (its files are moved aside), or "
+                "another --out")
+        distributed.barrier(self.world)  # every rank has looked before rank 0 moves
+        if self.rank == 0:
+            aside = self.out / time.strftime("replaced-%Y%m%d-%H%M%S")
+            aside.mkdir(parents=True, exist_ok=True)
+            for name in existing:
+                (self.out / name).rename(aside / name)
+        distributed.barrier(self.world)
+
+    def _read_resume_state(self) -> dict[str, Any]:
+        """Read ``out/last.pt`` and check its settings against this run's."""
         path = self.out / "last.pt"
         state = load_train_checkpoint(path)
         theirs = TrainConfig.from_dict(state["config"]).to_dict()
         ours = self.config.to_dict()
-        fixed = ("graphs", "space", "split", "num_archs", "graph_seed", "in_shape", "num_classes",
+        fixed = ("space", "split", "num_archs", "graph_seed", "in_shape", "num_classes",
                  "data", "hid", "gnn", "T", "s_max", "max_shape", "meta_batch", "batch_size",
                  "seed", "bits", "bit_weights", "mixed", "first_last_8bit", "optimizer",
                  "schedule", "collapse_guard", "net_grad_clip", "range_images")
         diff = [f"{k}: checkpoint {theirs[k]!r}, now {ours[k]!r}" for k in fixed if theirs[k] != ours[k]]
         if diff:
             raise CheckpointError(f"{path}: cannot resume with other settings ({'; '.join(diff)})")
-        self.ghn._load_state(state["ghn"]["state_dict"], path)
+        return state
+
+    def _resume(self, state: dict[str, Any]) -> None:
+        """Restore everything from a checkpoint read by :meth:`_read_resume_state`; a new
+        ``lr`` or ``steps`` reshapes the learning-rate schedule from this step on."""
+        self.ghn._load_state(state["ghn"]["state_dict"], self.out / "last.pt")
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         random.setstate(_as_python_state(state["rng"]["python"]))
@@ -352,6 +393,11 @@ class Trainer:
         if "cuda" in state["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.step, self.nan_skips = int(state["step"]), int(state["nan_skips"])
+        self.scheduler.base_lrs = [self.config.lr] * len(self.optimizer.param_groups)
+        for group in self.optimizer.param_groups:
+            group["initial_lr"] = self.config.lr
+            group["lr"] = self.config.lr * self._lr_factor(self.step)
+        self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
 
 def _per_bits(graphs: list, losses: list[float], net_norms: list[float],
@@ -376,13 +422,13 @@ def _as_python_state(state: Any) -> tuple:
 class _MetricsLog:
     """CSV metrics (and TensorBoard when installed), written by rank 0 only."""
 
-    def __init__(self, path: Path, enabled: bool, resume: bool) -> None:
-        self.enabled, self.path = enabled, path
+    def __init__(self, path: Path, enabled: bool, resume_step: int) -> None:
+        self.enabled, self.path, self.resume_step = enabled, path, resume_step
         self._file = self._writer = self._tb = None
         if not enabled:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._append = resume and path.is_file()
+        self._append = resume_step > 0 and path.is_file()
         try:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -394,8 +440,11 @@ class _MetricsLog:
         if not self.enabled:
             return
         if self._writer is None:
+            fieldnames = list(metrics)
+            if self._append:
+                fieldnames = self._keep_logged_steps(fieldnames)
             self._file = open(self.path, "a" if self._append else "w", newline="")
-            self._writer = csv.DictWriter(self._file, fieldnames=list(metrics))
+            self._writer = csv.DictWriter(self._file, fieldnames=fieldnames)
             if not self._append:
                 self._writer.writeheader()
         self._writer.writerow({k: metrics.get(k) for k in self._writer.fieldnames})
@@ -404,6 +453,22 @@ class _MetricsLog:
             for key, value in metrics.items():
                 if key != "step" and isinstance(value, (int, float)):
                     self._tb.add_scalar(key, value, metrics["step"])
+
+    def _keep_logged_steps(self, fieldnames: list[str]) -> list[str]:
+        """Rewrite the log with only the steps up to the resumed one (a run killed after
+        logging steps past its last checkpoint logs them again), under the old columns
+        plus any new ones; returns the columns."""
+        with open(self.path, newline="") as f:
+            reader = csv.DictReader(f)
+            old = list(reader.fieldnames or [])
+            rows = [r for r in reader if r.get("step", "").isdigit()
+                    and int(r["step"]) <= self.resume_step]
+        columns = old + [name for name in fieldnames if name not in old]
+        with atomic_path(self.path) as tmp, open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+        return columns
 
     def close(self) -> None:
         if self._file is not None:
