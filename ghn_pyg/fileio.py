@@ -1,4 +1,5 @@
-"""Atomic file writes: write to a temporary file beside the target, then rename."""
+"""File helpers: atomic writes (a temporary file beside the target, then a rename) and
+user paths (``~`` and environment variables expanded)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["atomic_path"]
+__all__ = ["atomic_path", "user_path"]
+
+
+def user_path(path: str | os.PathLike) -> Path:
+    """``path`` as the user meant it: ``~`` and ``$VARIABLES`` expanded."""
+    return Path(os.path.expandvars(os.path.expanduser(os.fspath(path))))
 
 
 @contextmanager

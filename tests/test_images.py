@@ -66,14 +66,30 @@ def test_lookup_order_explicit_root_then_env(tmp_path, monkeypatch):
     assert len(load_images("fashion-mnist", "train", root=explicit, val_size=4)) == 36
 
 
+def test_an_explicit_root_is_the_only_place_looked_in(tmp_path, monkeypatch):
+    home, system = tmp_path / "home", tmp_path / "system"
+    (home / "fmnist").mkdir(parents=True)
+    system.mkdir()
+    fake_fmnist(home / "fmnist", 40)
+    fake_fmnist(system, 60)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("MY_DATA", str(home))
+    monkeypatch.setenv("GHN_PYG_DATA", str(system))
+    monkeypatch.setattr(images_module, "DEBIAN_FASHION_MNIST", system)
+    assert len(load_images("fashion-mnist", "test", root="~/fmnist")) == 20
+    assert len(load_images("fashion-mnist", "test", root="$MY_DATA/fmnist")) == 20
+    with pytest.raises(FileNotFoundError, match=r"not found in the data root .*empty"):
+        load_images("fashion-mnist", "test", root=tmp_path / "empty")  # not the system copy
+    assert len(load_images("fashion-mnist", "test")) == 30
+
+
 def test_missing_data_says_where_it_looked(tmp_path, monkeypatch):
     monkeypatch.delenv("GHN_PYG_DATA", raising=False)
     monkeypatch.setattr(images_module, "DEBIAN_FASHION_MNIST", tmp_path / "none")
     with pytest.raises(FileNotFoundError) as info:
-        load_images("fashion-mnist", "test", root=tmp_path / "mine")
+        load_images("fashion-mnist", "test")
     message = str(info.value)
-    assert str(tmp_path / "mine") in message and str(tmp_path / "none") in message
-    assert "apt-get install dataset-fashion-mnist" in message
+    assert str(tmp_path / "none") in message and "apt-get install dataset-fashion-mnist" in message
     with pytest.raises(FileNotFoundError, match="CIFAR-10 not found.*download=True"):
         load_images("cifar10", "test", root=tmp_path)
     with pytest.raises(ValueError, match="unknown image dataset 'mnist'"):

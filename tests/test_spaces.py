@@ -129,3 +129,25 @@ def test_register_your_own_space():
     space = get_space("tiny")
     check_spec(space, space.sample(random.Random(0)))
     assert spec_hash({"a": 1, "b": 2}) == spec_hash({"b": 2, "a": 1})
+
+
+def test_model_factories_import_from_the_current_directory(tmp_path, monkeypatch):
+    import sys
+
+    from ghn_pyg.nn.registry import resolve_gnn
+    from ghn_pyg.spaces.refs import resolve_model
+
+    (tmp_path / "my_nets_here.py").write_text(
+        "from torch import nn\n"
+        "def small(num_classes=10):\n"
+        "    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.LazyLinear(num_classes))\n"
+        "class NotALayer:\n"
+        "    pass\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    assert isinstance(resolve_model("my_nets_here:small", num_classes=3), nn.Module)
+    with pytest.raises(ValueError, match="is not an nn.Module class"):
+        resolve_gnn("my_nets_here:NotALayer")
+    with pytest.raises(ValueError, match="cannot load model factory 'no_such_mod_xyz:f'"):
+        resolve_model("no_such_mod_xyz:f")
+    assert str(tmp_path) in sys.path  # added once, for the module that needed it

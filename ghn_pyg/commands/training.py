@@ -10,8 +10,7 @@ DEMO_TORCHVISION = ("resnet18", "mobilenet_v2")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
+    from ..fileio import user_path
     from ..train import Trainer, load_config, load_train_checkpoint
     from ..train.config import TrainConfig, config_from_args, given_settings, resume_config
     from ..train.distributed import barrier, teardown
@@ -22,7 +21,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     base = load_config(args.config) if args.config else {}
     if args.resume:  # the run's own settings, changed only where a resumed run may change
         changes = {**base, **given_settings(args)}
-        out = Path(changes.get("out", TrainConfig.out)).expanduser()
+        out = user_path(changes.get("out", TrainConfig.out))
         saved = load_train_checkpoint(out / "last.pt")["config"]
         config = resume_config(saved, changes, str(out / "last.pt"))
     else:

@@ -16,7 +16,7 @@ from torch_geometric.data import Dataset
 from tqdm.auto import tqdm
 
 from ..errors import DatasetError
-from ..fileio import atomic_path
+from ..fileio import atomic_path, user_path
 from ..graph.archgraph import ArchGraph
 from ..graph.tracer import trace
 from ..spaces.base import OOD_SPLITS, SPLITS, Space, get_space, spec_hash
@@ -150,7 +150,7 @@ class ArchGraphDataset(Dataset):
         self._config = dict(version=_VERSION, space=space, space_kwargs=self.space_kwargs,
                             split=split, size=size, seed=seed, in_shape=list(self.in_shape),
                             num_classes=num_classes, shard_size=shard_size)
-        self._root = Path(root)
+        self._root = root = user_path(root)
         super().__init__(str(root), transform=transform, log=False)
         self.meta = self._read_meta()
         self._load_shard = lru_cache(maxsize=4)(self._read_shard)

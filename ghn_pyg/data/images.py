@@ -1,8 +1,10 @@
 """Image datasets: Fashion-MNIST, CIFAR-10 and a synthetic set, with seeded val splits.
 
-Lookup order for files: an explicit ``root``, ``$GHN_PYG_DATA``, Debian's
-``/usr/share/datasets/fashion-mnist`` (Fashion-MNIST), then torchvision's download,
-only when ``download=True``. Nothing touches the network otherwise.
+Where files are looked for: under an explicit ``root`` only (data missing there is an
+error naming it, never a fallback elsewhere); without one, under ``$GHN_PYG_DATA``,
+then Debian's ``/usr/share/datasets/fashion-mnist`` (Fashion-MNIST). torchvision's
+download runs only when ``download=True``; nothing touches the network otherwise.
+``~`` and environment variables in paths are expanded.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
+
+from ..fileio import user_path
 
 __all__ = ["ImageSet", "load_images", "image_tensors", "tensor_batches", "image_loaders",
            "synthetic_images", "find_fashion_mnist", "IMAGE_DATASETS", "DEBIAN_FASHION_MNIST"]
@@ -127,11 +131,12 @@ def _read_idx(path: Path) -> np.ndarray:
 
 
 def _candidates(root: str | os.PathLike | None, subdirs: Sequence[str]) -> list[Path]:
-    bases = []
+    """Folders to look in: only under an explicit ``root`` (never a silent fallback),
+    else under ``$GHN_PYG_DATA``; ``~`` and variables expanded."""
     if root is not None:
-        bases.append(Path(root))
-    if os.environ.get("GHN_PYG_DATA"):
-        bases.append(Path(os.environ["GHN_PYG_DATA"]))
+        bases = [user_path(root)]
+    else:
+        bases = [user_path(os.environ["GHN_PYG_DATA"])] if os.environ.get("GHN_PYG_DATA") else []
     return [base / sub for base in bases for sub in subdirs]
 
 
@@ -142,10 +147,17 @@ def find_fashion_mnist(root: str | os.PathLike | None = None) -> Path:
         FileNotFoundError: none of the lookup paths has them; says which were tried and
             how to install the data.
     """
-    tried = _candidates(root, ("", "fashion-mnist", "FashionMNIST/raw")) + [DEBIAN_FASHION_MNIST]
+    tried = _candidates(root, ("", "fashion-mnist", "FashionMNIST/raw"))
+    if root is None:
+        tried.append(DEBIAN_FASHION_MNIST)
     for folder in tried:
         if any((folder / f"{_FMNIST_FILES['test'][0]}{ext}").is_file() for ext in (".gz", "")):
             return folder
+    if root is not None:
+        raise FileNotFoundError(
+            f"Fashion-MNIST not found in the data root {root} (looked in "
+            f"{', '.join(map(str, tried))}); point the root at the folder with the idx files, "
+            "or leave it out to use $GHN_PYG_DATA or the system copy")
     raise FileNotFoundError(
         "Fashion-MNIST not found; tried: " + ", ".join(map(str, tried)) + ". Install it with "
         "`sudo apt-get install dataset-fashion-mnist`, set GHN_PYG_DATA to a folder with the idx "
@@ -161,7 +173,7 @@ def _fashion_mnist_arrays(split: str, root: str | os.PathLike | None,
             raise
         import torchvision
 
-        target = Path(root or os.environ.get("GHN_PYG_DATA") or "data")
+        target = user_path(root or os.environ.get("GHN_PYG_DATA") or "data")
         torchvision.datasets.FashionMNIST(str(target), train=split == "train", download=True)
         folder = target / "FashionMNIST" / "raw"
     arrays = []
@@ -223,7 +235,7 @@ def _cifar10_arrays(split: str, root: str | os.PathLike | None,
     if download:
         import torchvision
 
-        folder = Path(root or os.environ.get("GHN_PYG_DATA") or "data")
+        folder = user_path(root or os.environ.get("GHN_PYG_DATA") or "data")
         torchvision.datasets.CIFAR10(str(folder), train=split == "train", download=True)
         return _read_cifar_batches(folder / "cifar-10-batches-py", split)
     raise FileNotFoundError(
@@ -262,7 +274,8 @@ def load_images(name: str, split: str = "train", root: str | os.PathLike | None 
         name: ``"fashion-mnist"``, ``"cifar10"`` or ``"synthetic"``.
         split: ``"train"`` (training images minus the validation ones), ``"val"``
             (``val_size`` training images chosen with ``seed``) or ``"test"``.
-        root: where to look first (see the module docstring for the lookup order).
+        root: the folder holding the data (see the module docstring for the lookup
+            order without one).
         val_size: images held out of the training set for validation (default: a
             tenth of them, at most 5000).
         seed: seed of the train/val split.

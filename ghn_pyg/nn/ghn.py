@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import Batch, Data
 
-from ..fileio import atomic_path
+from ..fileio import atomic_path, user_path
 from ..graph.ops import ACTIVATIONS, PRIMITIVES
 from ..graph.tracer import trace
 from .decoder import ParameterDecoder
@@ -173,9 +173,10 @@ class GHN(nn.Module):
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write config, vocabularies and weights to ``path`` atomically."""
+        path = user_path(path)
         with atomic_path(path) as tmp:
             torch.save(self.payload(), tmp)
-        return Path(path)
+        return path
 
     @classmethod
     def load(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> "GHN":
@@ -242,7 +243,8 @@ class GHN(nn.Module):
 
 def _read_checkpoint(path: str | os.PathLike, map_location: Any) -> dict[str, Any]:
     """The GHN payload of a GHN file or of a training checkpoint (its ``"ghn"`` entry)."""
-    if not Path(path).is_file():
+    path = user_path(path)
+    if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)

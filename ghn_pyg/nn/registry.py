@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
-
 from torch import nn
 
+from ..imports import import_attribute
 from .gatedgnn import GatedGNN
 from .layers import GATv2Layer, GGNNLayer, GINELayer, TransformerLayer
 
@@ -45,7 +44,7 @@ def resolve_gnn(spec: str) -> type[nn.Module]:
         raise ValueError(f"unknown GNN {spec!r}; use one of {', '.join(GNN_LAYERS)} or "
                          "'package.module:Class'")
     try:
-        layer = getattr(importlib.import_module(module_name), class_name)
+        layer = import_attribute(module_name, class_name)
     except (ImportError, AttributeError) as err:
         raise ValueError(f"cannot import GNN layer {spec!r}: {err}") from err
     if not (isinstance(layer, type) and issubclass(layer, nn.Module)):

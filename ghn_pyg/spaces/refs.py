@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
-
 from torch import nn
 
+from ..imports import import_attribute
 from .torchvision_zoo import build_torchvision
 
 __all__ = ["resolve_model"]
@@ -31,7 +30,7 @@ def resolve_model(ref: str, num_classes: int | None = None) -> nn.Module:
     if source == "torchvision":
         return build_torchvision(target, num_classes=num_classes or 1000)
     try:
-        factory = getattr(importlib.import_module(source), target)
+        factory = import_attribute(source, target)
     except (ImportError, AttributeError) as err:
         raise ValueError(f"cannot load model factory {ref!r}: {err}") from err
     model = factory(num_classes=num_classes) if num_classes is not None else factory()

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.images import IMAGE_DATASETS
+from ..fileio import user_path
 from ..quant.spec import VALID_BITS
 
 __all__ = ["TrainConfig", "load_config", "add_config_arguments", "config_from_args",
@@ -156,7 +157,7 @@ def load_config(path: str | Path) -> dict[str, Any]:
     Raises:
         ValueError: unreadable file, YAML without PyYAML installed, or not a mapping.
     """
-    path = Path(path)
+    path = user_path(path)
     try:
         text = path.read_text()
     except OSError as err:

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from ..data.archgraph_dataset import ArchGraphDataset
 from ..data.images import load_images
-from ..fileio import atomic_path
+from ..fileio import atomic_path, user_path
 from ..nn.ghn import GHN, CheckpointError
 from ..quant.runner import QuantizedModel, quantize
 from . import distributed
@@ -50,7 +50,7 @@ def load_train_checkpoint(path: str | Path) -> dict[str, Any]:
     Raises:
         CheckpointError: missing, corrupted or not a training checkpoint.
     """
-    path = Path(path)
+    path = user_path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such training checkpoint")
     try:
@@ -96,7 +96,7 @@ class Trainer:
         self.rank, self.world = distributed.setup(cfg.device)
         torch.manual_seed(cfg.seed)  # the same GHN initialisation on every rank
         self.device = distributed.device_for(cfg.device, self.rank)
-        self.out = Path(cfg.out).expanduser()
+        self.out = user_path(cfg.out)
         saved = self._read_resume_state() if resume else None
         if not resume:
             self._claim_run_folder(overwrite)
