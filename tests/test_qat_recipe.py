@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import random
 
 import pytest
@@ -200,3 +201,24 @@ def test_range_images_calibrate_activation_ranges_each_step(efficient, tmp_path)
                for q in r.layers.values())
     with pytest.raises(ValueError, match="range_images must be >= 0"):
         TrainConfig(range_images=-1)
+
+
+def test_config_values_of_the_wrong_type_name_the_setting():
+    import numpy as np
+
+    for bad, match in (({"steps": "2"}, "steps: expected an integer, got '2'"),
+                       ({"steps": 2.7}, "steps: expected an integer, got 2.7"),
+                       ({"amp": "false"}, "amp: expected true or false, got 'false'"),
+                       ({"lr": "fast"}, "lr: expected a number"),
+                       ({"bits": [8, "x"]}, r"bits\[1\]: expected an integer"),
+                       ({"bits": 8}, "bits: expected a list of int values"),
+                       ({"in_shape": "1x28x28"}, "in_shape: expected a list"),
+                       ({"data_root": 3}, "data_root: expected a string"),
+                       ({"lr": 0.0}, "lr must be > 0"),
+                       ({"warmup": -1}, "warmup must be >= 0")):
+        with pytest.raises(ValueError, match=match):
+            TrainConfig.from_dict(bad)
+    cfg = TrainConfig.from_dict({"bits": [np.int64(4), 2], "steps": np.int32(3), "lr": 1,
+                                 "amp": np.bool_(False), "data_root": None})
+    assert cfg.bits == (4, 2) and type(cfg.bits[0]) is int and cfg.steps == 3
+    assert cfg.lr == 1.0 and cfg.amp is False and json.dumps(cfg.to_dict())

@@ -109,3 +109,20 @@ def test_killed_after_logging_past_the_checkpoint_logs_each_step_once(graphs, tm
     assert logged_steps(out) == [1, 2, 3, 4]
     shutil.rmtree(out)
     assert torch.isfinite(torch.tensor(again.train_step()["loss"]))
+
+
+def test_yaml_and_json_configs_are_validated_alike(graphs, tmp_path, capsys):
+    good = tmp_path / "run.yaml"
+    good.write_text(f"graphs: {graphs}\nspace: blocks\nnum_archs: 6\ndata: synthetic\n"
+                    f"meta_batch: 2\nbatch_size: 16\nsteps: 1\nwarmup: 1\nout: {tmp_path / 'y'}\n")
+    assert main(["train", "--config", str(good)]) == 0
+    assert load_train_checkpoint(tmp_path / "y" / "last.pt")["step"] == 1
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("steps: '2'\n")
+    capsys.readouterr()
+    assert main(["train", "--config", str(bad)]) == 2
+    assert "steps: expected an integer, got '2'" in capsys.readouterr().err
+    misspelt = tmp_path / "bad.json"
+    misspelt.write_text(json.dumps({"stepz": 2}))
+    assert main(["train", "--config", str(misspelt)]) == 2
+    assert "unknown training settings: stepz" in capsys.readouterr().err

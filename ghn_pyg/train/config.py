@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..data.images import IMAGE_DATASETS
 from ..fileio import user_path
 from ..quant.spec import VALID_BITS
@@ -87,10 +89,8 @@ class TrainConfig:
     workers: int = 0
 
     def __post_init__(self) -> None:
-        self.in_shape = tuple(int(s) for s in self.in_shape)  # type: ignore[assignment]
-        self.max_shape = tuple(int(s) for s in self.max_shape)  # type: ignore[assignment]
-        self.bits = tuple(int(b) for b in self.bits)
-        self.bit_weights = tuple(float(w) for w in self.bit_weights)
+        for f in fields(self):
+            setattr(self, f.name, _checked(f.name, str(f.type), getattr(self, f.name)))
         self.validate()
 
     def validate(self) -> None:
@@ -113,8 +113,6 @@ class TrainConfig:
                                  or min(self.bit_weights) < 0 or sum(self.bit_weights) <= 0):
             raise ValueError(f"bit_weights: {list(self.bit_weights)} must be one non-negative "
                              f"weight per bit-width of {list(self.bits)}, not all zero")
-        if self.range_images < 0:
-            raise ValueError(f"range_images must be >= 0, got {self.range_images}")
         if self.net_grad_clip < 0 or self.grad_clip <= 0:
             raise ValueError(f"grad_clip must be > 0 and net_grad_clip >= 0, got "
                              f"{self.grad_clip} and {self.net_grad_clip}")
@@ -129,6 +127,12 @@ class TrainConfig:
         for key in positive:
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+        for key in ("warmup", "workers", "range_images"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}")
+        if not self.lr > 0 or self.weight_decay < 0:
+            raise ValueError(f"lr must be > 0 and weight_decay >= 0, got {self.lr} and "
+                             f"{self.weight_decay}")
         if len(self.in_shape) != 3:
             raise ValueError(f"in_shape must be (C, H, W), got {self.in_shape}")
 
@@ -149,6 +153,36 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown training settings: {', '.join(unknown)}")
         return cls(**data)
+
+
+def _checked(name: str, kind: str, value: Any) -> Any:
+    """``value`` as the type ``kind`` (a dataclass annotation) says, or a ValueError
+    naming the setting: integers must be integers (``2.7`` or ``"2"`` are refused, a
+    numpy integer is fine), booleans booleans (``"false"`` is refused), sequences lists."""
+    optional = kind.endswith("| None")
+    if value is None and optional:
+        return None
+    base = kind.removesuffix("| None").strip()
+    if base.startswith("tuple["):
+        item = base[len("tuple["):].split(",")[0].rstrip("]").strip()
+        if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+            raise ValueError(f"{name}: expected a list of {item} values, got {value!r}")
+        return tuple(_checked(f"{name}[{i}]", item, v) for i, v in enumerate(value))
+    if base == "bool":
+        if not isinstance(value, (bool, np.bool_)):
+            raise ValueError(f"{name}: expected true or false, got {value!r}")
+        return bool(value)
+    if base == "int":
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+            raise ValueError(f"{name}: expected an integer, got {value!r}")
+        return int(value)
+    if base == "float":
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+            raise ValueError(f"{name}: expected a number, got {value!r}")
+        return float(value)
+    if base == "str" and not isinstance(value, str):
+        raise ValueError(f"{name}: expected a string, got {value!r}")
+    return value
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
