@@ -96,3 +96,15 @@ def test_dict_round_trip():
 
     again = QuantSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
     assert again == spec
+
+
+def test_bits_of_any_integer_type_and_single_default_bits():
+    import numpy as np
+
+    spec = QuantSpec(w_bits=np.int64(4), a_bits=np.int32(8), layers={"fc": (np.int16(2), 8)})
+    assert (spec.w_bits, spec.a_bits) == (4, 8) and type(spec.w_bits) is int
+    assert spec.layers["fc"] == (2, 8) and type(spec.layers["fc"][0]) is int
+    with pytest.raises(ValueError, match=r"QuantSpec.w_bits \(one bit-width; per-layer pairs"):
+        QuantSpec(w_bits=(4, 4))
+    with pytest.raises(ValueError, match="QuantSpec.a_bits: invalid bit-width 4.0"):
+        QuantSpec(a_bits=4.0)

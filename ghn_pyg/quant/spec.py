@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import numbers
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping, Union
@@ -21,16 +22,20 @@ FLOAT_BITS = 32
 Bits = Union[int, tuple[int, int]]
 
 
+def _bit_width(bits: Any, what: str) -> int:
+    """One bit-width as a plain int (any integer type), or a ValueError naming ``what``."""
+    if isinstance(bits, bool) or not isinstance(bits, numbers.Integral) or int(bits) not in VALID_BITS:
+        raise ValueError(
+            f"{what}: invalid bit-width {bits!r}; allowed are 2..8, 16 and 32 (float)")
+    return int(bits)
+
+
 def _check_bits(value: Any, what: str) -> tuple[int, int]:
     """Normalise ``value`` (bits, or (w_bits, a_bits)) and validate it."""
     pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
     if len(pair) != 2:
         raise ValueError(f"{what}: expected bits or a (w_bits, a_bits) pair, got {value!r}")
-    for bits in pair:
-        if isinstance(bits, bool) or not isinstance(bits, int) or bits not in VALID_BITS:
-            raise ValueError(
-                f"{what}: invalid bit-width {bits!r}; allowed are 2..8, 16 and 32 (float)")
-    return pair  # type: ignore[return-value]
+    return _bit_width(pair[0], what), _bit_width(pair[1], what)
 
 
 @dataclass
@@ -80,8 +85,9 @@ class QuantSpec:
     fold_bn: bool = False
 
     def __post_init__(self) -> None:
-        _check_bits(self.w_bits, "QuantSpec.w_bits")
-        _check_bits(self.a_bits, "QuantSpec.a_bits")
+        self.w_bits = _bit_width(self.w_bits, "QuantSpec.w_bits (one bit-width; per-layer "
+                                 "pairs go in layers=)")
+        self.a_bits = _bit_width(self.a_bits, "QuantSpec.a_bits")
         self.layers = {name: _check_bits(b, f"layer {name!r}") for name, b in self.layers.items()}
         self.patterns = {p: _check_bits(b, f"pattern {p!r}") for p, b in self.patterns.items()}
         self.ops = {op: _check_bits(b, f"op {op!r}") for op, b in self.ops.items()}
