@@ -127,8 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "fixed on training images; ghn2: per-test-batch statistics and ranges). "
                     "Writes results.csv, summary.md and accuracy_vs_bits.png.")
     evaluate.add_argument("--ckpt", action="append", required=True, metavar="[NAME=]PATH",
-                          help="GHN or training checkpoint; repeat for several (e.g. GHN=a.pt "
-                               "GHN-QAT=b.pt)")
+                          help="GHN or training checkpoint, or a shipped name (ghn-fmnist, "
+                               "ghn-qat-fmnist); repeat for several (e.g. GHN=a.pt GHN-QAT=b.pt)")
     evaluate.add_argument("--graphs", help="architecture dataset root (default: the checkpoint's)")
     evaluate.add_argument("--space", help="architecture space (default: the checkpoint's)")
     evaluate.add_argument("--split", default="test", help="architecture split (default test)")
@@ -217,7 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = sub.add_parser("predict", help="predict the parameters of one network",
                              description="Predict all parameters of a network with a GHN.")
-    predict.add_argument("--ckpt", required=True, help="GHN or training checkpoint")
+    predict.add_argument("--ckpt", required=True,
+                         help="GHN or training checkpoint, or a shipped name (ghn-qat-fmnist)")
     source = predict.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="torchvision:NAME or package.module:factory")
     source.add_argument("--spec", help="JSON file of an architecture-space spec")

@@ -114,3 +114,17 @@ def test_shard_cache_is_bounded(tmp_path):
     for graph in data:
         assert graph.num_nodes > 0
     assert data._load_shard.cache_info().currsize <= 4
+
+
+def test_sizes_and_indices_out_of_range_are_errors(tmp_path):
+    for bad, match in (({"size": 0}, "size must be a positive integer, got 0"),
+                       ({"shard_size": 0}, "shard_size must be a positive integer"),
+                       ({"size": 2.5}, "size must be a positive integer, got 2.5"),
+                       ({"workers": -1}, "workers must be >= 0")):
+        with pytest.raises(ValueError, match=match):
+            ArchGraphDataset(tmp_path / "bad", "blocks", "train", progress=False, **bad)
+    assert not (tmp_path / "bad").exists()  # nothing reported as built
+    data = ArchGraphDataset(tmp_path / "ok", "blocks", "train", size=2, progress=False)
+    assert isinstance(data.build_module(-1), torch.nn.Module)
+    with pytest.raises(IndexError, match="graph 2 out of range for 2 graphs"):
+        data.build_module(2)

@@ -249,3 +249,16 @@ def test_unknown_gnn_is_a_clear_error():
         GHN(gnn="gcn")
     with pytest.raises(ValueError, match="cannot import GNN layer"):
         GHN(gnn="no.such:Layer")
+
+
+def test_bad_sizes_and_shipped_names(tmp_path, monkeypatch):
+    for bad in ({"hid": 0}, {"T": 0}, {"s_max": -1}, {"hid": 2.5}):
+        with pytest.raises(ValueError, match="must be a positive integer"):
+            GHN(**bad)
+    monkeypatch.chdir(tmp_path)
+    shipped = GHN.load_any("ghn-qat-fmnist")
+    assert shipped.trained_bits == GHN.from_pretrained("ghn-qat-fmnist").trained_bits
+    GHN(hid=8).save(tmp_path / "ghn-qat-fmnist.pt")  # a file of that name wins
+    assert GHN.load_any("ghn-qat-fmnist.pt").config["hid"] == 8
+    with pytest.raises(CheckpointError, match="no-such-ghn: no such checkpoint file"):
+        GHN.load_any("no-such-ghn")

@@ -205,3 +205,12 @@ def test_image_tensors_match_item_access():
     assert y.tolist() == [3, 1, 7]
     batches = tensor_batches(data, 4, limit=9)
     assert [len(b[1]) for b in batches] == [4, 4, 1]
+
+
+def test_no_images_is_an_error_not_a_division_by_zero():
+    from ghn_pyg.train.evaluate import EvalSetup
+
+    images = load_images("synthetic", "test", synthetic_size=64)
+    for bad in ({"max_images": 0}, {"batch_size": 0}):
+        with pytest.raises(ValueError, match="max_images and batch_size must be >= 1"):
+            EvalSetup.create(images, images, "ghn2", **bad)

@@ -63,7 +63,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         name, sep, path = item.partition("=")
         if not sep:
             name, path = ("GHN" if len(args.ckpt) == 1 else f"GHN{i + 1}"), item
-        ghns[name] = GHN.load(path)
+        ghns[name] = GHN.load_any(path)
         trained[name] = _checkpoint_settings(path)
     first = next(iter(trained.values()))
     bits = [int(b) for b in args.bits.split(",")]
@@ -121,7 +121,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .networks import network_from_args
 
     settings = _checkpoint_settings(args.ckpt)
-    ghn = GHN.load(args.ckpt)
+    ghn = GHN.load_any(args.ckpt)
     in_shape = tuple(settings.get("in_shape", (3, 32, 32)))
     shape = args.input_shape or (1, *in_shape)
     classes = args.num_classes or settings.get("num_classes", 10)

@@ -139,6 +139,14 @@ class ArchGraphDataset(Dataset):
         self.in_shape = tuple(int(s) for s in in_shape)
         if len(self.in_shape) != 3:
             raise ValueError(f"in_shape must be (C, H, W), got {in_shape}")
+        checked = [("shard_size", shard_size), ("s_max", s_max), ("num_classes", num_classes)]
+        if split != "torchvision":  # a fixed list: its size is not asked for
+            checked.append(("size", size))
+        for name, value in checked:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if workers < 0:
+            raise ValueError(f"workers must be >= 0, got {workers}")
         self._num_classes, self.s_max, self.shard_size = num_classes, s_max, shard_size
         self.workers, self.progress = workers, progress
         self.space_kwargs = dict(space_kwargs or {})
@@ -195,7 +203,10 @@ class ArchGraphDataset(Dataset):
 
         The module is shared between calls: do not modify its parameters in place.
         """
-        return self._modules(idx % len(self))
+        n = len(self)
+        if not -n <= idx < n:
+            raise IndexError(f"graph {idx} out of range for {n} graphs")
+        return self._modules(idx % n)
 
     def _build_module(self, idx: int) -> nn.Module:
         return _build_any(self.space, self.spec(idx), self.in_shape[0], self._num_classes)

@@ -58,6 +58,9 @@ class GHN(nn.Module):
                  weight_norm: bool = True, num_ops: int | None = None,
                  num_acts: int | None = None) -> None:
         super().__init__()
+        for name, value in (("hid", hid), ("T", T), ("s_max", s_max)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"GHN {name} must be a positive integer, got {value!r}")
         self.config: dict[str, Any] = dict(
             hid=hid, gnn=gnn, T=T, s_max=s_max, max_shape=list(max_shape), layernorm=layernorm,
             weight_norm=weight_norm, num_ops=num_ops or len(PRIMITIVES),
@@ -214,6 +217,20 @@ class GHN(nn.Module):
                                   "use GHN.load(path) to build a matching GHN")
         self._load_state(payload["state_dict"], path)
         return self.set_trained_bits(payload.get("trained_bits"))
+
+    @classmethod
+    def load_any(cls, name_or_path: str | os.PathLike,
+                 map_location: str | torch.device = "cpu") -> "GHN":
+        """:meth:`load` a file, or :meth:`from_pretrained` a shipped name (e.g.
+        ``"ghn-qat-fmnist"``) when no such file exists.
+
+        Raises:
+            CheckpointError: neither a readable checkpoint file nor a shipped name.
+        """
+        if user_path(name_or_path).is_file() or not (
+                PRETRAINED_DIR / f"{os.fspath(name_or_path).removesuffix('.pt')}.pt").is_file():
+            return cls.load(name_or_path, map_location)
+        return cls.from_pretrained(os.fspath(name_or_path), map_location)
 
     @classmethod
     def from_pretrained(cls, name: str, map_location: str | torch.device = "cpu") -> "GHN":

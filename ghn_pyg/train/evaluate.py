@@ -186,8 +186,12 @@ class EvalSetup:
             device, per_channel, first_last_8bit: see the attributes.
 
         Raises:
-            ValueError: an unknown protocol, or ``calibrated`` without training images.
+            ValueError: an unknown protocol, ``calibrated`` without training images, or
+                ``max_images`` / ``batch_size`` below 1.
         """
+        if max_images is not None and max_images < 1 or batch_size < 1:
+            raise ValueError(f"max_images and batch_size must be >= 1, got {max_images} and "
+                             f"{batch_size}")
         device = torch.device(device)
         protocol = resolve_protocol(protocol)
         calibration = [x.to(device) for x in protocol.calibration_batches(train_images)]
