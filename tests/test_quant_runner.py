@@ -144,6 +144,17 @@ def test_bad_params_are_listed_in_one_error():
     message = str(info.value)
     assert "missing (1): 0.weight" in message and "unknown (1): extra.weight" in message
     assert "1.bias: got (3,), expected (8,)" in message
+    params = {k: v.detach() for k, v in own_params(model).items()}  # e.g. loaded from a file
+    params["0.weight"] = params["0.weight"].double()
+    params["1.bias"] = params["1.bias"].clone().fill_(float("nan"))
+    with pytest.raises(ParamsMismatchError) as info:
+        qmodel(torch.randn(1, 3, 12, 12), params)
+    message = str(info.value)
+    assert "0.weight: dtype torch.float64, the model runs in torch.float32" in message
+    assert "1.bias: holds NaN or infinite values" in message
+    trainable = own_params(model)
+    trainable["1.bias"].data.fill_(float("nan"))  # a GHN's output: left to the NaN-skip logic
+    assert torch.isnan(qmodel(torch.randn(2, 3, 12, 12), trainable)).any()
 
 
 @pytest.mark.parametrize("fold_bn", [False, True])

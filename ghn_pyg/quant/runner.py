@@ -26,6 +26,10 @@ class ParamsMismatchError(ValueError):
     """A supplied parameter dict does not match the model; lists every culprit."""
 
 
+#: Parameter dtypes autocast may hand a model that runs in float32.
+_AUTOCAST_DTYPES = (torch.bfloat16, torch.float16)
+
+
 class QuantizedModel(nn.Module):
     """A traced CNN whose conv and linear layers run fake-quantized.
 
@@ -51,6 +55,8 @@ class QuantizedModel(nn.Module):
         self.graph = graph
         self.layers = layers
         self.param_shapes = param_shapes
+        self.param_dtype = next((p.dtype for p in module.parameters() if p.is_floating_point()),
+                                torch.float32)
         self.bn = bn
 
     def train(self, mode: bool = True) -> "QuantizedModel":
@@ -112,12 +118,24 @@ class QuantizedModel(nn.Module):
         return self
 
     def check_params(self, params: Mapping[str, Tensor]) -> None:
-        """Raise one :class:`ParamsMismatchError` listing every problem in ``params``."""
+        """Raise one :class:`ParamsMismatchError` listing every problem in ``params``:
+        missing, unknown or mis-shaped entries, a floating dtype other than the model's,
+        and (for tensors that do not require grad, e.g. loaded ones) NaN or infinite
+        values."""
         missing = [n for n in self.param_shapes if n not in params]
         unknown = [n for n in params if n not in self.param_shapes]
         misshaped = [f"{n}: got {tuple(t.shape)}, expected {tuple(self.param_shapes[n])}"
                      for n, t in params.items()
                      if n in self.param_shapes and t.shape != self.param_shapes[n]]
+        expected = self.param_dtype
+        misshaped += [f"{n}: dtype {t.dtype}, the model runs in {expected} (cast it with "
+                      f".to({expected}))" for n, t in params.items()
+                      if n in self.param_shapes and t.dtype != expected
+                      and not (torch.is_autocast_enabled() and t.dtype in _AUTOCAST_DTYPES)]
+        fixed = [(n, t) for n, t in params.items() if not t.requires_grad and t.is_floating_point()]
+        if fixed and not bool(torch.stack([torch.isfinite(t).all() for _, t in fixed]).all()):
+            misshaped += [f"{n}: holds NaN or infinite values" for n, t in fixed
+                          if not bool(torch.isfinite(t).all())]
         if missing or unknown or misshaped:
             parts = []
             if missing:
