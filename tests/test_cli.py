@@ -78,3 +78,9 @@ def test_make_dataset_from_recipe_and_options(tmp_path, capsys):
     assert main(["make-dataset", "--recipe", str(tmp_path / "missing.json")]) == 2
     assert main(["make-dataset", "--recipe", str(recipe), "--split", "train", "--size", "7"]) == 2
     assert "other settings" in capsys.readouterr().err
+    misspelt = tmp_path / "m.json"
+    misspelt.write_text(json.dumps({"space": "blocks", "root": str(tmp_path / "m"),
+                                    "split": {"train": 2}}))
+    assert main(["make-dataset", "--recipe", str(misspelt)]) == 2
+    assert "unknown keys ['split']" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()

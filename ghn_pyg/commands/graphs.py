@@ -63,6 +63,13 @@ def _dataset_jobs(args: argparse.Namespace) -> list[dict]:
             recipe = json.loads(Path(args.recipe).read_text())
         except (OSError, json.JSONDecodeError) as err:
             raise ValueError(f"cannot read recipe {args.recipe}: {err}") from None
+        known = {"description", "space", "root", "seed", "in_shape", "num_classes",
+                 "shard_size", "splits"}
+        unknown = sorted(set(recipe) - known) if isinstance(recipe, dict) else None
+        if unknown is None or unknown:
+            raise ValueError(f"recipe {args.recipe}: unknown keys {unknown}; a recipe holds "
+                             f"{', '.join(sorted(known))}" if unknown else
+                             f"recipe {args.recipe} must hold a JSON object")
     base = {"space": recipe.get("space", "efficient"), "root": recipe.get("root"),
             "seed": recipe.get("seed", 0), "in_shape": tuple(recipe.get("in_shape", (1, 28, 28))),
             "num_classes": recipe.get("num_classes", 10),
