@@ -53,6 +53,10 @@ def test_zoo_prints_a_table(capsys):
     assert main(["zoo", "--models", "resnet18", "squeezenet1_0"]) == 0
     out = capsys.readouterr().out
     assert "| resnet18 " in out and "| 62/62 " in out and "| squeezenet1_0 " in out
+    assert main(["zoo", "--models", "not_a_net", "resnet18"]) == 1  # reported, others go on
+    out = capsys.readouterr().out
+    assert "| resnet18 " in out and "1 model(s) could not be traced" in out
+    assert "| not_a_net | ValueError: unknown torchvision model 'not_a_net'" in out
 
 
 def test_console_script_help():

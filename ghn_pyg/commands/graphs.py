@@ -34,12 +34,18 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     from ..report import markdown_table
     from ..spaces import ZOO, build_torchvision, zoo_input_shape
 
-    rows = []
+    from ..errors import GraphBuildError
+
+    rows, failed = [], []
     for name in tqdm(args.models or ZOO, desc="tracing the torchvision zoo", unit="model"):
-        model = build_torchvision(name)
-        shape = zoo_input_shape(name, args.size)
-        start = time.perf_counter()
-        graph = trace(model, shape, s_max=args.s_max, name=name, arch=f"torchvision:{name}")
+        try:
+            model = build_torchvision(name)
+            shape = zoo_input_shape(name, args.size)
+            start = time.perf_counter()
+            graph = trace(model, shape, s_max=args.s_max, name=name, arch=f"torchvision:{name}")
+        except (GraphBuildError, ValueError) as err:  # report it, go on with the others
+            failed.append((name, f"{type(err).__name__}: {err}"))
+            continue
         ms = (time.perf_counter() - start) * 1e3
         mapped = sum(len(p) for p in graph.param_names)
         layers = sum(op in QUANTIZABLE_OPS for op in graph.op_names())
@@ -49,7 +55,10 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     header = ("model", "input", "nodes", "edges", "levels", "virtual", "conv+fc",
               "params mapped", "trace ms")
     print(markdown_table(header, rows))
-    return 0
+    if failed:
+        print(f"\n{len(failed)} model(s) could not be traced:\n"
+              + markdown_table(("model", "error"), failed))
+    return 1 if failed else 0
 
 
 def _dataset_jobs(args: argparse.Namespace) -> list[dict]:
