@@ -269,3 +269,17 @@ def test_to_networkx_carries_node_attributes():
     assert nxg.number_of_edges() == graph.edge_index.shape[1]
     assert nxg.nodes[1]["op"] == "conv" and nxg.nodes[1]["shape"] == (64, 3, 7, 7)
     assert nxg.nodes[1]["params"] == ["conv1.weight"]
+
+
+def test_instance_norm_is_a_group_norm_node_the_ghn_can_fill():
+    from ghn_pyg import GHN
+    from ghn_pyg.quant import quantize
+
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.InstanceNorm2d(4, affine=True), nn.ReLU(),
+                          nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+    graph = trace(model, (1, 1, 8, 8))
+    assert "group_norm" in graph.op_names()
+    params = GHN(hid=8, max_shape=(8, 8, 3, 3))(graph)[0]
+    assert params["1.weight"].shape == (4,)
+    out = quantize(model, None, (1, 1, 8, 8))(torch.randn(2, 1, 8, 8), params)
+    assert out.shape == (2, 3) and torch.isfinite(out).all()

@@ -236,6 +236,8 @@ def _register_defaults() -> None:
         register_op(bn, "batch_norm")
     register_op(nn.LayerNorm, "layer_norm")
     register_op(nn.GroupNorm, "group_norm")
+    for norm in (nn.InstanceNorm1d, nn.InstanceNorm2d):  # group norm, one channel per group
+        register_op(norm, "group_norm")
     for pool in (nn.MaxPool1d, nn.MaxPool2d, nn.AdaptiveMaxPool2d):
         register_op(pool, "max_pool")
     for pool in (nn.AvgPool1d, nn.AvgPool2d):
