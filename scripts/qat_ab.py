@@ -149,6 +149,34 @@ def ab_table(rows: list[EvalRow], methods: list[str]) -> str:
     return markdown_table(header, table)
 
 
+def training_table(out: Path, arms: list[str]) -> str:
+    """Markdown: per arm, from its ``metrics.csv``, the GHN's gradient norm (median and
+    largest logged) and per bit-width the median network gradient norm and the mean
+    loss over the last 100 logged steps."""
+    bits = (32, 8, 4, 2)
+    header = ["arm", "GHN grad median", "GHN grad max"] + \
+        [f"net grad {b}b" for b in bits] + [f"loss {b}b (end)" for b in bits]
+    table = []
+    for arm in arms:
+        with open(out / "runs" / arm / "metrics.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+
+        def values(key: str, last: int | None = None) -> list[float]:
+            picked = [float(r[key]) for r in rows[-(last or len(rows)):] if r.get(key)]
+            return [v for v in picked if math.isfinite(v)]
+
+        grads = values("grad_norm")
+        cells = [arm, f"{statistics.median(grads):.3g}", f"{max(grads):.3g}"]
+        for b in bits:
+            net = values(f"param_grad_{b}bit")
+            cells.append(f"{statistics.median(net):.3g}" if net else "-")
+        for b in bits:
+            end = values(f"loss_{b}bit", last=10)
+            cells.append(f"{statistics.fmean(end):.2f}" if end else "-")
+        table.append(cells)
+    return markdown_table(header, table)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -200,7 +228,10 @@ def main(argv: list[str] | None = None) -> None:
             f"protocol `calibrated` ({args.bn_batches} BN + {args.calib_batches} calibration "
             "batches of 256 training images), per-channel weights; Δ: mean ± standard error of "
             "the difference to the float GHN on the same architectures, in points.\n\n"
-            + ab_table(rows, list(ghns)) + "\n\nArms (added to the common recipe `"
+            + ab_table(rows, list(ghns)) + "\n\nTraining (from each arm's `metrics.csv`, logged "
+            "every 10 steps; network gradient: norm of the loss gradient w.r.t. the predicted "
+            "parameters, before any clipping; loss: the last 10 logged steps):\n\n"
+            + training_table(args.out, arms) + "\n\nArms (added to the common recipe `"
             + BASE + "`):\n\n" + "\n".join(f"- `{n}`: `{ARMS[n]}`" for n in arms)
             + f"\n\nCommand: `python {' '.join(map(shlex.quote, sys.argv))}` on {device}.\n")
     args.out.mkdir(parents=True, exist_ok=True)
