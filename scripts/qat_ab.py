@@ -104,18 +104,22 @@ def val_models(count: int) -> list:
             for i, s in enumerate(sample_specs(space, "val", count, 0))]
 
 
-def evaluate(name: str, ghn: GHN, args: argparse.Namespace, archs, images, train) -> list[EvalRow]:
-    """Rows of ``ghn`` under the calibrated protocol (cached by weights and settings)."""
+def evaluate(name: str, ghn: GHN, args: argparse.Namespace, archs, images, train,
+             protocol_name: str = "calibrated") -> list[EvalRow]:
+    """Rows of ``ghn`` under ``protocol_name`` (cached by weights and settings)."""
     digest = hashlib.sha256()
     for tensor in ghn.state_dict().values():
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     settings = f"{args.val_archs}-{args.images}-{args.bn_batches}-{args.calib_batches}"
+    if protocol_name != "calibrated":
+        settings = f"{protocol_name}-{args.val_archs}-{args.images}"
     cache = args.out / "cache" / f"{name}-{digest.hexdigest()[:12]}-{settings}.csv"
     if cache.is_file():
         with open(cache) as f:
             return [EvalRow(r["arch"], r["method"], int(r["bits"]), float(r["accuracy"]))
                     for r in csv.DictReader(f)]
-    protocol = EvalProtocol("calibrated", args.bn_batches, args.calib_batches)
+    protocol = (EvalProtocol("calibrated", args.bn_batches, args.calib_batches)
+                if protocol_name == "calibrated" else EvalProtocol(protocol_name))
     rows = evaluate_split(archs, images, {name: ghn}, BITS, baselines=(), max_images=args.images,
                           train_images=train, protocol=protocol, device=args.device,
                           progress=True)
@@ -195,6 +199,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--calib-batches", type=int, default=2,
                         help="calibrated protocol: training batches of 256 for activation ranges")
     parser.add_argument("--train-only", action="store_true", help="train the arms, evaluate nothing")
+    parser.add_argument("--ghn2", action="store_true",
+                        help="also evaluate under the ghn2 protocol (per-batch statistics and "
+                             "ranges), to see the gap between the protocols")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=Path("docs/results/qat-ab"))
     args = parser.parse_args(argv)
@@ -222,13 +229,18 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for name, ghn in ghns.items():
         rows += evaluate(name, ghn, args, archs, images, train)
+    ghn2_rows = [row for name, ghn in ghns.items() if args.ghn2
+                 for row in evaluate(name, ghn, args, archs, images, train, "ghn2")]
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "CPU"
     text = (f"# GHN-QAT A/B: {args.steps} steps from `{Path(args.init).name}`\n\n"
             f"{args.val_archs} validation architectures, {args.images} validation images, "
             f"protocol `calibrated` ({args.bn_batches} BN + {args.calib_batches} calibration "
             "batches of 256 training images), per-channel weights; Δ: mean ± standard error of "
             "the difference to the float GHN on the same architectures, in points.\n\n"
-            + ab_table(rows, list(ghns)) + "\n\nTraining (from each arm's `metrics.csv`, logged "
+            + ab_table(rows, list(ghns))
+            + ("\n\nThe same under the `ghn2` protocol (each batch's statistics and ranges):\n\n"
+               + ab_table(ghn2_rows, list(ghns)) if ghn2_rows else "")
+            + "\n\nTraining (from each arm's `metrics.csv`, logged "
             "every 10 steps; network gradient: norm of the loss gradient w.r.t. the predicted "
             "parameters, before any clipping; loss: the last 10 logged steps):\n\n"
             + training_table(args.out, arms) + "\n\nArms (added to the common recipe `"
@@ -239,8 +251,10 @@ def main(argv: list[str] | None = None) -> None:
         tmp.write_text(text)
     with atomic_path(args.out / "ab.csv") as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["arch", "method", "bits", "accuracy"])
-        writer.writerows([r.arch, r.method, r.bits, r.accuracy] for r in rows)
+        writer.writerow(["protocol", "arch", "method", "bits", "accuracy"])
+        writer.writerows([protocol, r.arch, r.method, r.bits, r.accuracy]
+                         for protocol, part in (("calibrated", rows), ("ghn2", ghn2_rows))
+                         for r in part)
     print(text)
     print(f"total {time.perf_counter() - start:.0f} s")
 

@@ -125,7 +125,7 @@ def test_qat_ab_trains_every_arm_then_writes_its_table(tmp_path):
     command = [sys.executable, str(SCRIPTS / "qat_ab.py"), "--arms", "old,all", "--steps", "2",
                "--graphs", str(tmp_path / "graphs"), "--num-archs", "4", "--data-root",
                str(tmp_path), "--val-archs", "1", "--images", "20", "--bn-batches", "1",
-               "--calib-batches", "1", "--out", str(out)]
+               "--calib-batches", "1", "--ghn2", "--out", str(out)]
     env = {"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(SCRIPTS.parent)}
     bad = subprocess.run(command + ["--arms", "old,best"], capture_output=True, text=True,
                          env=env, timeout=600)
@@ -135,7 +135,8 @@ def test_qat_ab_trains_every_arm_then_writes_its_table(tmp_path):
     table = (out / "ab.md").read_text()
     for line in ("| float GHN (start) |", "| old ", "| all ", "Δ W4A4", "`all`: `--bits 32,8,4,2"):
         assert line in table
-    assert (out / "runs" / "all" / "last.pt").is_file() and len(list((out / "cache").glob("*.csv"))) == 3
+    assert "under the `ghn2` protocol" in table and "| GHN grad median |" in table
+    assert (out / "runs" / "all" / "last.pt").is_file() and len(list((out / "cache").glob("*.csv"))) == 6
     again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert again.returncode == 0 and "training from step" not in again.stdout
     assert (out / "ab.md").read_text().split("Command:")[0] == table.split("Command:")[0]

@@ -283,3 +283,10 @@ def test_instance_norm_is_a_group_norm_node_the_ghn_can_fill():
     assert params["1.weight"].shape == (4,)
     out = quantize(model, None, (1, 1, 8, 8))(torch.randn(2, 1, 8, 8), params)
     assert out.shape == (2, 3) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("conv", [nn.Conv1d(1, 4, 3), nn.Conv3d(1, 4, 3)])
+def test_non_2d_convolutions_are_refused_by_name(conv):
+    shape = (1, 1, 8) if isinstance(conv, nn.Conv1d) else (1, 1, 8, 8, 8)
+    with pytest.raises(GraphBuildError, match=f"{type(conv).__name__} is not supported.*2-D"):
+        trace(nn.Sequential(conv, nn.ReLU()), shape)

@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import GraphBuildError
+
 __all__ = [
     "PRIMITIVES",
     "ACTIVATIONS",
@@ -217,6 +219,16 @@ def _conv_primitive(module: nn.Module) -> str:
     return "group_conv"
 
 
+def _unsupported_conv(module: nn.Module) -> str:
+    """1-D and 3-D convolutions have no faithful place in the (out, in, kh, kw) encoding
+    of 2-D kernels (a 1-D kernel would pass for a k x 1 2-D one): refuse them by name."""
+    raise GraphBuildError(
+        f"{type(module).__name__} is not supported: ArchGraph nodes describe 2-D "
+        "convolutions, and storing this one as a k x 1 2-D kernel would misdescribe it. "
+        "Use nn.Conv2d (e.g. a (k, 1) kernel on an unsqueezed input), or register your own "
+        "encoding with ghn_pyg.register_op")
+
+
 def _adaptive_avg_primitive(module: nn.Module) -> str:
     return "global_avg_pool" if is_unit_size(module.output_size) else "avg_pool"
 
@@ -229,8 +241,9 @@ def is_unit_size(size: object) -> bool:
 
 
 def _register_defaults() -> None:
-    for conv in (nn.Conv1d, nn.Conv2d):
-        register_op(conv, _conv_primitive)
+    register_op(nn.Conv2d, _conv_primitive)
+    for conv in (nn.Conv1d, nn.Conv3d):
+        register_op(conv, _unsupported_conv)
     register_op(nn.Linear, "linear")
     for bn in (nn.BatchNorm1d, nn.BatchNorm2d):
         register_op(bn, "batch_norm")
