@@ -64,10 +64,10 @@ ARMS = {
     "net-clip": "--bits 8,4,2 --no-seed-bits --no-collapse-guard --net-grad-clip 5",
     "fp32-in-mix": "--bits 32,8,4,2 --no-seed-bits --no-collapse-guard --net-grad-clip 0",
     "calib-ranges": "--bits 8,4,2 --no-seed-bits --no-collapse-guard --net-grad-clip 0 "
-                    "--range-images 256",
+                    "--range-images 128",
     "all": "--bits 32,8,4,2 --seed-bits --collapse-guard --net-grad-clip 5",
     "all+calib-ranges": "--bits 32,8,4,2 --seed-bits --collapse-guard --net-grad-clip 5 "
-                        "--range-images 256",
+                        "--range-images 128",
 }
 FLOAT = "float GHN (start)"
 BITS = (32, 8, 4, 2)
