@@ -128,10 +128,11 @@ class QuantizedModel(nn.Module):
                      for n, t in params.items()
                      if n in self.param_shapes and t.shape != self.param_shapes[n]]
         expected = self.param_dtype
+        autocast = any(torch.is_autocast_enabled(device) for device in ("cpu", "cuda"))
         misshaped += [f"{n}: dtype {t.dtype}, the model runs in {expected} (cast it with "
                       f".to({expected}))" for n, t in params.items()
                       if n in self.param_shapes and t.dtype != expected
-                      and not (torch.is_autocast_enabled() and t.dtype in _AUTOCAST_DTYPES)]
+                      and not (autocast and t.dtype in _AUTOCAST_DTYPES)]
         fixed = [(n, t) for n, t in params.items() if not t.requires_grad and t.is_floating_point()]
         if fixed and not bool(torch.stack([torch.isfinite(t).all() for _, t in fixed]).all()):
             misshaped += [f"{n}: holds NaN or infinite values" for n, t in fixed
