@@ -126,3 +126,14 @@ def test_yaml_and_json_configs_are_validated_alike(graphs, tmp_path, capsys):
     misspelt.write_text(json.dumps({"stepz": 2}))
     assert main(["train", "--config", str(misspelt)]) == 2
     assert "unknown training settings: stepz" in capsys.readouterr().err
+
+
+def test_runs_saved_before_the_recipe_switches_resume_with_their_old_recipe():
+    from ghn_pyg.train.config import LEGACY_SETTINGS
+
+    saved = TrainConfig(bits=(8, 4, 2)).to_dict()
+    for key in LEGACY_SETTINGS:
+        del saved[key]
+    resumed = resume_config(saved, {"steps": 5})
+    assert (resumed.seed_bits, resumed.collapse_guard, resumed.net_grad_clip) == (False, False, 0.0)
+    assert resumed.steps == 5 and TrainConfig().net_grad_clip == 5.0  # new runs: the new recipe

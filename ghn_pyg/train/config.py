@@ -15,7 +15,12 @@ from ..fileio import user_path
 from ..quant.spec import VALID_BITS
 
 __all__ = ["TrainConfig", "load_config", "add_config_arguments", "config_from_args",
-           "given_settings", "resume_config", "RESUMABLE", "HELP"]
+           "given_settings", "resume_config", "RESUMABLE", "LEGACY_SETTINGS", "HELP"]
+
+#: What a run saved before these settings existed was trained with.
+LEGACY_SETTINGS: dict[str, Any] = {"bit_weights": [], "seed_bits": False,
+                                   "collapse_guard": False, "net_grad_clip": 0.0,
+                                   "range_images": 0}
 
 #: Settings a resumed run may change; every other one must match the checkpoint's.
 RESUMABLE: tuple[str, ...] = ("steps", "lr", "log_every", "ckpt_every", "max_nan", "device",
@@ -77,7 +82,7 @@ class TrainConfig:
     init_ckpt: str | None = None
     seed_bits: bool = True
     collapse_guard: bool = True
-    net_grad_clip: float = 0.0
+    net_grad_clip: float = 5.0
     range_images: int = 0
     out: str = "runs/ghn"
     ckpt_every: int = 200
@@ -144,6 +149,11 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable settings (tuples as lists)."""
         return json.loads(json.dumps(asdict(self)))
+
+    @classmethod
+    def from_saved(cls, data: dict[str, Any]) -> "TrainConfig":
+        """Settings saved with a run; keys it predates take :data:`LEGACY_SETTINGS`."""
+        return cls.from_dict({**LEGACY_SETTINGS, **data})
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
@@ -238,7 +248,8 @@ HELP: dict[str, str] = {
     "training images (min/max, like the calibrated evaluation) instead of each batch's own "
     "range (0)",
     "net_grad_clip": "clip each network's gradient w.r.t. its predicted parameters to this "
-    "norm before it reaches the GHN, so no single network dominates a step (0: off)",
+    "norm before it reaches the GHN, so no single network dominates a step (default 5; 0: "
+    "off)",
     "mixed": "draw bits per layer instead of per network",
     "first_last_8bit": "keep first and last layers at 8 bits",
     "init_ckpt": "start from this GHN (e.g. a float checkpoint for GHN-QAT)",
@@ -342,8 +353,8 @@ def resume_config(saved: dict[str, Any], changes: dict[str, Any], source: str = 
         ValueError: ``changes`` alter a setting that must stay as it was (names each,
             with the checkpoint's and the given value), or are invalid.
     """
-    before = TrainConfig.from_dict(saved).to_dict()
-    after = TrainConfig.from_dict({**saved, **changes}).to_dict()
+    before = TrainConfig.from_saved(saved).to_dict()
+    after = TrainConfig.from_saved({**saved, **changes}).to_dict()
     fixed = [f"{k}: checkpoint {before[k]!r}, given {after[k]!r}" for k in after
              if k not in RESUMABLE and after[k] != before[k]]
     if fixed:

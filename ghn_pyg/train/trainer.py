@@ -371,7 +371,7 @@ class Trainer:
         """Read ``out/last.pt`` and check its settings against this run's."""
         path = self.out / "last.pt"
         state = load_train_checkpoint(path)
-        theirs = TrainConfig.from_dict(state["config"]).to_dict()
+        theirs = TrainConfig.from_saved(state["config"]).to_dict()
         ours = self.config.to_dict()
         fixed = ("space", "split", "num_archs", "graph_seed", "in_shape", "num_classes",
                  "data", "hid", "gnn", "T", "s_max", "max_shape", "meta_batch", "batch_size",
