@@ -29,6 +29,7 @@ import csv
 import hashlib
 import math
 import platform
+import re
 import shlex
 import statistics
 import sys
@@ -113,7 +114,8 @@ def evaluate(name: str, ghn: GHN, args: argparse.Namespace, archs, images, train
     settings = f"{args.val_archs}-{args.images}-{args.bn_batches}-{args.calib_batches}"
     if protocol_name != "calibrated":
         settings = f"{protocol_name}-{args.val_archs}-{args.images}"
-    cache = args.out / "cache" / f"{name}-{digest.hexdigest()[:12]}-{settings}.csv"
+    slug = re.sub(r"[^\w+.-]+", "_", name).strip("_")
+    cache = args.out / "cache" / f"{slug}-{digest.hexdigest()[:12]}-{settings}.csv"
     if cache.is_file():
         with open(cache) as f:
             return [EvalRow(r["arch"], r["method"], int(r["bits"]), float(r["accuracy"]))
