@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import math
 import platform
 import re
@@ -51,6 +50,7 @@ from ghn_pyg.train.config import add_config_arguments, config_from_args  # noqa:
 from ghn_pyg.train.evaluate import (EvalRow, ModuleArchs, evaluate_split, format_accuracy,  # noqa: E402
                                     summarize)
 from ghn_pyg.train.protocol import EvalProtocol  # noqa: E402
+from ghn_pyg.train.results import ghn_fingerprint, read_cache, write_cache  # noqa: E402
 from ghn_pyg.train.trainer import Trainer  # noqa: E402
 
 #: The shipped GHN-QAT's recipe, common to every arm.
@@ -108,28 +108,17 @@ def val_models(count: int) -> list:
 def evaluate(name: str, ghn: GHN, args: argparse.Namespace, archs, images, train,
              protocol_name: str = "calibrated") -> list[EvalRow]:
     """Rows of ``ghn`` under ``protocol_name`` (cached by weights and settings)."""
-    digest = hashlib.sha256()
-    for tensor in ghn.state_dict().values():
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    settings = f"{args.val_archs}-{args.images}-{args.bn_batches}-{args.calib_batches}"
-    if protocol_name != "calibrated":
-        settings = f"{protocol_name}-{args.val_archs}-{args.images}"
-    slug = re.sub(r"[^\w+.-]+", "_", name).strip("_")
-    cache = args.out / "cache" / f"{slug}-{digest.hexdigest()[:12]}-{settings}.csv"
-    if cache.is_file():
-        with open(cache) as f:
-            return [EvalRow(r["arch"], r["method"], int(r["bits"]), float(r["accuracy"]))
-                    for r in csv.DictReader(f)]
     protocol = (EvalProtocol("calibrated", args.bn_batches, args.calib_batches)
                 if protocol_name == "calibrated" else EvalProtocol(protocol_name))
-    rows = evaluate_split(archs, images, {name: ghn}, BITS, baselines=(), max_images=args.images,
-                          train_images=train, protocol=protocol, device=args.device,
-                          progress=True)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(cache) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["arch", "method", "bits", "accuracy"])
-        writer.writerows([r.arch, r.method, r.bits, r.accuracy] for r in rows)
+    key = f"{ghn_fingerprint({name: ghn})}-{protocol.key()}-{args.val_archs}-{args.images}"
+    slug = re.sub(r"[^\w+.-]+", "_", name).strip("_")
+    cache = args.out / "cache" / f"{slug}-{protocol.name}.csv"
+    rows = read_cache(cache, key)
+    if rows is None:
+        rows = evaluate_split(archs, images, {name: ghn}, BITS, baselines=(),
+                              max_images=args.images, train_images=train, protocol=protocol,
+                              device=args.device, progress=True)
+        write_cache(cache, key, rows)
     return rows
 
 

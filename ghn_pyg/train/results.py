@@ -32,7 +32,8 @@ from .evaluate import (EvalRow, EvalSetup, ModuleArchs, bits_label, evaluate_arc
 from .protocol import EvalProtocol
 from .reference import SGDReference
 
-__all__ = ["ResultJob", "ResultRow", "run_jobs", "write_tables", "SGD_METHOD", "ghn_fingerprint"]
+__all__ = ["ResultJob", "ResultRow", "run_jobs", "write_tables", "SGD_METHOD", "ghn_fingerprint",
+           "read_cache", "write_cache"]
 
 #: The method name of the converged SGD reference in result rows.
 SGD_METHOD = "SGD (converged)"
@@ -99,7 +100,8 @@ def ghn_fingerprint(ghns: dict[str, GHN]) -> str:
     return digest.hexdigest()
 
 
-def _read_cache(path: Path, key: str) -> list[EvalRow] | None:
+def read_cache(path: Path, key: str) -> list[EvalRow] | None:
+    """Rows cached in ``path`` under ``key`` (None when missing or of another key)."""
     if not path.is_file():
         return None
     rows = list(csv.DictReader(path.open()))
@@ -108,7 +110,8 @@ def _read_cache(path: Path, key: str) -> list[EvalRow] | None:
     return [EvalRow(r["arch"], r["method"], int(r["bits"]), float(r["accuracy"])) for r in rows]
 
 
-def _write_cache(path: Path, key: str, rows: Sequence[EvalRow]) -> None:
+def write_cache(path: Path, key: str, rows: Sequence[EvalRow]) -> None:
+    """Cache ``rows`` in ``path`` under ``key`` (atomically)."""
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["key", "arch", "method", "bits", "accuracy"])
@@ -176,7 +179,7 @@ def run_jobs(jobs: Sequence[ResultJob], models: SplitModels, in_shape: Sequence[
                         ",".join(map(str, job.bits)), f"sgd={job.sgd}",
                         setup_key(job.protocol, job.per_channel, job.first_last_8bit,
                                   num_images[job])])
-        cached = _read_cache(path, key)
+        cached = read_cache(path, key)
         if cached is None and (owner[job.split, i] != k or not compute):
             complete = False
             continue
@@ -193,7 +196,7 @@ def run_jobs(jobs: Sequence[ResultJob], models: SplitModels, in_shape: Sequence[
             if job.sgd:
                 accuracy, _ = sgd.accuracy(name, module, in_shape, job.bits, setup)
                 cached += [EvalRow(name, SGD_METHOD, b, a) for b, a in accuracy.items()]
-            _write_cache(path, key, cached)
+            write_cache(path, key, cached)
         rows += [ResultRow(job.protocol.name, job.setting, job.split, r.arch, r.method, r.bits,
                            r.accuracy) for r in cached]
     if progress:

@@ -280,14 +280,16 @@ class Trainer:
             net_grads = torch.autograd.grad(net_loss / n, outputs, retain_graph=True,
                                             allow_unused=True)
             net_grads = [torch.zeros_like(t) if g is None else g for t, g in zip(outputs, net_grads)]
-            norm = float(torch.sqrt(sum(g.float().pow(2).sum() for g in net_grads))) * n
-            if clip > 0 and norm > clip:
-                net_grads = [g * (clip / norm) for g in net_grads]
+            norm = torch.linalg.vector_norm(torch.stack(
+                [torch.linalg.vector_norm(g.float()) for g in net_grads])) * n
+            if clip > 0:  # a tensor factor: no host synchronisation per network
+                scale = (clip / norm.clamp_min(1e-12)).clamp(max=1.0)
+                net_grads = [g * scale.to(g.dtype) for g in net_grads]
             tensors += outputs
             grads += net_grads
             norms.append(norm)
         torch.autograd.backward(tensors, grads)
-        return norms
+        return torch.stack(norms).tolist()
 
     # ------------------------------------------------------------ the run
     def train(self, until: int | None = None) -> dict[str, Any]:
