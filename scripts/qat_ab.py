@@ -1,13 +1,20 @@
-"""A/B trials of GHN-QAT recipes, judged on validation architectures and images.
+"""A/B trials of GHN recipes, judged on validation architectures and images.
 
-Every arm starts from the same float GHN (default: the shipped ``ghn-fmnist``) and
-trains for the same number of steps with the shipped GHN-QAT recipe (8 networks of 64
-images per step, AdamW at 3e-4 with cosine decay and 30 warm-up steps, global clip 2,
-seed 3, architectures of ``--graphs``); an arm adds its own ``ghn-pyg train`` flags
-(:data:`ARMS`). Only one thing changes between ``old`` (the recipe the shipped
-GHN-QAT was trained with) and each single-change arm; ``all`` combines them.
+Suite ``qat`` (default): every arm starts from the same float GHN (default: the shipped
+``ghn-fmnist``) and trains for the same number of steps with the shipped GHN-QAT recipe
+(8 networks of 64 images per step, AdamW at 3e-4 with cosine decay and 30 warm-up
+steps, global clip 2, seed 3, architectures of ``--graphs``); an arm adds its own
+``ghn-pyg train`` flags (:data:`ARMS`). Only one thing changes between ``old`` (the
+recipe the shipped GHN-QAT was trained with) and each single-change arm; ``all``
+combines them. Differences are taken to the float GHN the arms start from.
 
-Then the float GHN and every arm are evaluated on the first ``--val-archs`` validation
+Suite ``ghn2-fidelity``: float GHNs trained from scratch (AdamW at 1e-3, 50 warm-up
+steps, clip 5, seed 3) with this library's output ranges and message MLPs
+(``library``) or with one of GHN-2's reference choices (:data:`FIDELITY_ARMS`: biases
+``tanh(0.2 p)``, norm weights ``2 sigmoid(0.5 p)``, a ReLU ending the message MLPs);
+differences are taken to ``library``.
+
+Then the reference and every arm are evaluated on the first ``--val-archs`` validation
 architectures of the ``efficient`` space (seed 0) with ``--images`` validation images
 (Fashion-MNIST's held-out training images, never the test split) under the
 ``calibrated`` protocol (BN statistics and activation ranges from training images),
@@ -34,6 +41,7 @@ import statistics
 import sys
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", category=FutureWarning)
@@ -69,18 +77,55 @@ ARMS = {
     "all": "--bits 32,8,4,2 --seed-bits --collapse-guard --net-grad-clip 5",
     "all+calib-ranges": "--bits 32,8,4,2 --seed-bits --collapse-guard --net-grad-clip 5 "
                         "--range-images 128",
+    # aimed at W4A4, each one change to all+calib-ranges
+    "all+calib+w4-weighted": "--bits 32:1,8:1,4:2,2:1 --seed-bits --collapse-guard "
+                             "--net-grad-clip 5 --range-images 128",
+    "all+calib+first-last-8bit": "--bits 32,8,4,2 --seed-bits --collapse-guard "
+                                 "--net-grad-clip 5 --range-images 128 --first-last-8bit",
+}
+#: Float training from scratch, common to every GHN-2 fidelity arm.
+FLOAT_BASE = ("--lr 1e-3 --warmup 50 --grad-clip 5 --seed 3 --meta-batch 8 --batch-size 64 "
+              "--log-every 10 --ckpt-every 50")
+#: GHN-2's reference choices, one at a time and together.
+FIDELITY_ARMS = {
+    "library": "",
+    "bias-tanh0.2": "--bias-range 1 --bias-slope 0.2",
+    "norm-sigmoid0.5": "--norm-slope 0.5",
+    "message-relu": "--message-relu",
+    "ghn2-all": "--bias-range 1 --bias-slope 0.2 --norm-slope 0.5 --message-relu",
 }
 FLOAT = "float GHN (start)"
 BITS = (32, 8, 4, 2)
 
 
+@dataclass(frozen=True)
+class Suite:
+    """A family of arms: common flags, each arm's own, and what differences are taken to
+    (``reference``: an arm's name, or ``None`` for the GHN the arms start from)."""
+
+    title: str
+    base: str
+    arms: dict[str, str]
+    reference: str | None
+
+
+SUITES = {
+    "qat": Suite("GHN-QAT A/B", BASE, ARMS, None),
+    "ghn2-fidelity": Suite("GHN-2 fidelity A/B (float, from scratch)", FLOAT_BASE,
+                           FIDELITY_ARMS, "library"),
+}
+
+
 def arm_config(name: str, args: argparse.Namespace):
-    """The :class:`TrainConfig` of arm ``name``."""
+    """The :class:`TrainConfig` of arm ``name`` of ``args.suite``."""
+    suite = SUITES[args.suite]
     parser = argparse.ArgumentParser()
     add_config_arguments(parser)
-    flags = shlex.split(f"{BASE} {ARMS[name]}") + [
+    flags = shlex.split(f"{suite.base} {suite.arms[name]}") + [
         "--graphs", args.graphs, "--num-archs", str(args.num_archs), "--steps", str(args.steps),
-        "--init-ckpt", args.init, "--out", str(args.out / "runs" / name), "--device", args.device]
+        "--out", str(args.out / "runs" / name), "--device", args.device]
+    if suite.reference is None:
+        flags += ["--init-ckpt", args.init]
     if args.data_root:
         flags += ["--data-root", args.data_root]
     return config_from_args(parser.parse_args(flags))
@@ -122,8 +167,8 @@ def evaluate(name: str, ghn: GHN, args: argparse.Namespace, archs, images, train
     return rows
 
 
-def ab_table(rows: list[EvalRow], methods: list[str]) -> str:
-    """Markdown: accuracy per method and bit-width, and the difference to the float GHN."""
+def ab_table(rows: list[EvalRow], methods: list[str], reference: str = FLOAT) -> str:
+    """Markdown: accuracy per method and bit-width, and the difference to ``reference``."""
     stats = summarize(rows)
     per_arch = {(r.method, r.bits, r.arch): r.accuracy for r in rows}
     header = ["method"] + [f"{'FP32' if b == 32 else f'W{b}A{b}'}" for b in BITS] + \
@@ -132,9 +177,10 @@ def ab_table(rows: list[EvalRow], methods: list[str]) -> str:
     for method in methods:
         cells = [format_accuracy(*stats[(method, b)]) if (method, b) in stats else "-" for b in BITS]
         for b in BITS:
-            diffs = [100 * (per_arch[(method, b, a)] - per_arch[(FLOAT, b, a)])
-                     for (m, bb, a) in per_arch if m == method and bb == b and (FLOAT, b, a) in per_arch]
-            if diffs and method != FLOAT:
+            diffs = [100 * (per_arch[(method, b, a)] - per_arch[(reference, b, a)])
+                     for (m, bb, a) in per_arch
+                     if m == method and bb == b and (reference, b, a) in per_arch]
+            if diffs and method != reference:
                 se = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else 0.0
                 cells.append(f"{statistics.fmean(diffs):+.1f} ± {se:.1f}" if len(diffs) > 1
                              else f"{diffs[0]:+.1f}")
@@ -175,10 +221,14 @@ def training_table(out: Path, arms: list[str]) -> str:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--arms", default=",".join(ARMS), help="comma-separated arms")
-    parser.add_argument("--steps", type=int, default=600, help="GHN-QAT steps of every arm")
+    parser.add_argument("--suite", choices=list(SUITES), default="qat",
+                        help="qat: GHN-QAT recipes from a float GHN; ghn2-fidelity: float "
+                             "GHNs from scratch with GHN-2's reference output ranges")
+    parser.add_argument("--arms", default=None,
+                        help="comma-separated arms (default: all of the suite)")
+    parser.add_argument("--steps", type=int, default=600, help="training steps of every arm")
     parser.add_argument("--init", default=str(PRETRAINED_DIR / "ghn-fmnist.pt"),
-                        help="the float GHN every arm starts from")
+                        help="suite qat: the float GHN every arm starts from")
     parser.add_argument("--graphs", default="graphs/efficient-fmnist-10k",
                         help="training architectures (built if missing)")
     parser.add_argument("--num-archs", type=int, default=10000)
@@ -196,9 +246,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=Path("docs/results/qat-ab"))
     args = parser.parse_args(argv)
-    unknown = [a for a in args.arms.split(",") if a not in ARMS]
+    suite = SUITES[args.suite]
+    if args.arms is None:
+        args.arms = ",".join(suite.arms)
+    unknown = [a for a in args.arms.split(",") if a not in suite.arms]
     if unknown:
-        parser.error(f"unknown arms {unknown}; choose from {', '.join(ARMS)}")
+        parser.error(f"unknown arms {unknown} of suite {args.suite}; choose from "
+                     f"{', '.join(suite.arms)}")
+    if suite.reference is not None and suite.reference not in args.arms.split(","):
+        parser.error(f"suite {args.suite} needs its reference arm {suite.reference!r} in --arms")
     for key in ("steps", "val_archs", "images", "bn_batches", "calib_batches"):
         if getattr(args, key) < 1:
             parser.error(f"--{key.replace('_', '-')} must be >= 1")
@@ -207,6 +263,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    suite = SUITES[args.suite]
     start = time.perf_counter()
     arms = args.arms.split(",")
     checkpoints = {name: train_arm(name, args) for name in arms}
@@ -215,7 +272,7 @@ def main(argv: list[str] | None = None) -> None:
     archs = ModuleArchs(val_models(args.val_archs), (1, 28, 28))
     images = load_images("fashion-mnist", "val", args.data_root)
     train = load_images("fashion-mnist", "train", args.data_root)
-    ghns = {FLOAT: GHN.load(args.init)}
+    ghns = {FLOAT: GHN.load(args.init)} if suite.reference is None else {}
     ghns.update({name: GHN.load(path) for name, path in checkpoints.items()})
     rows = []
     for name, ghn in ghns.items():
@@ -223,19 +280,22 @@ def main(argv: list[str] | None = None) -> None:
     ghn2_rows = [row for name, ghn in ghns.items() if args.ghn2
                  for row in evaluate(name, ghn, args, archs, images, train, "ghn2")]
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "CPU"
-    text = (f"# GHN-QAT A/B: {args.steps} steps from `{Path(args.init).name}`\n\n"
+    reference = suite.reference or FLOAT
+    start_text = f" from `{Path(args.init).name}`" if suite.reference is None else ""
+    text = (f"# {suite.title}: {args.steps} steps{start_text}\n\n"
             f"{args.val_archs} validation architectures, {args.images} validation images, "
             f"protocol `calibrated` ({args.bn_batches} BN + {args.calib_batches} calibration "
             "batches of 256 training images), per-channel weights; Δ: mean ± standard error of "
-            "the difference to the float GHN on the same architectures, in points.\n\n"
-            + ab_table(rows, list(ghns))
+            f"the difference to `{reference}` on the same architectures, in points.\n\n"
+            + ab_table(rows, list(ghns), reference)
             + ("\n\nThe same under the `ghn2` protocol (each batch's statistics and ranges):\n\n"
-               + ab_table(ghn2_rows, list(ghns)) if ghn2_rows else "")
+               + ab_table(ghn2_rows, list(ghns), reference) if ghn2_rows else "")
             + "\n\nTraining (from each arm's `metrics.csv`, logged "
             "every 10 steps; network gradient: norm of the loss gradient w.r.t. the predicted "
             "parameters, before any clipping; loss: the last 10 logged steps):\n\n"
             + training_table(args.out, arms) + "\n\nArms (added to the common recipe `"
-            + BASE + "`):\n\n" + "\n".join(f"- `{n}`: `{ARMS[n]}`" for n in arms)
+            + suite.base + "`):\n\n"
+            + "\n".join(f"- `{n}`: `{suite.arms[n] or '(nothing)'}`" for n in arms)
             + f"\n\nCommand: `python {' '.join(map(shlex.quote, sys.argv))}` on {device}.\n")
     args.out.mkdir(parents=True, exist_ok=True)
     with atomic_path(args.out / "ab.md") as tmp:

@@ -53,15 +53,16 @@ def oracle(gnn: GatedGNN, x: torch.Tensor, graphs: list[ArchGraph], s: int) -> t
     return torch.cat(out)
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=16, deadline=None)
 @given(st.lists(st.integers(1, 14), min_size=1, max_size=4), st.integers(1, 2),
-       st.integers(1, 5), st.booleans(), st.integers(0, 10_000))
-def test_matches_oracle_outputs_and_gradients(sizes, T, s, dense, seed):
+       st.integers(1, 5), st.booleans(), st.booleans(), st.integers(0, 10_000))
+def test_matches_oracle_outputs_and_gradients(sizes, T, s, dense, message_relu, seed):
     rng = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     graphs = [random_dag(rng, n, s_max=6) for n in sizes]
     batch = Batch.from_data_list(graphs)
-    gnn = GatedGNN(hid=8, T=T, s_max=6, dense_limit=10_000 if dense else 0).double()
+    gnn = GatedGNN(hid=8, T=T, s_max=6, dense_limit=10_000 if dense else 0,
+                   message_relu=message_relu).double()
     x = torch.randn(batch.num_nodes, 8, dtype=torch.float64, requires_grad=True)
 
     inputs = [x, *gnn.parameters()]

@@ -262,3 +262,55 @@ def test_bad_sizes_and_shipped_names(tmp_path, monkeypatch):
     assert GHN.load_any("ghn-qat-fmnist.pt").config["hid"] == 8
     with pytest.raises(CheckpointError, match="no-such-ghn: no such checkpoint file"):
         GHN.load_any("no-such-ghn")
+
+
+def test_ghn2_reference_output_ranges():
+    """bias = a tanh(s p), norm weight = 2 sigmoid(s p): GHN-2's reference ranges are the
+    same raw outputs mapped through other slopes."""
+    torch.manual_seed(0)
+    ours = GHN(hid=16)
+    theirs = GHN(hid=16, bias_range=1.0, bias_slope=0.2, norm_slope=0.5)
+    theirs.load_state_dict(ours.state_dict())
+    graph = zoo_graph("resnet18")
+    with torch.no_grad():
+        a, b = ours(graph)[0], theirs(graph)[0]
+    bias, norm = "fc.bias", "bn1.weight"
+    raw_bias = torch.atanh(a[bias].double() / 0.1)
+    raw_norm = torch.logit(a[norm].double() / 2)
+    assert torch.allclose(b[bias].double(), torch.tanh(0.2 * raw_bias), atol=1e-5)
+    assert torch.allclose(b[norm].double(), 2 * torch.sigmoid(0.5 * raw_norm), atol=1e-5)
+    assert torch.equal(a["conv1.weight"], b["conv1.weight"])
+    assert not torch.allclose(a[bias], b[bias])
+    for bad in ({"bias_range": 0.0}, {"bias_slope": -1.0}, {"norm_slope": 0.0}):
+        with pytest.raises(ValueError, match="must be > 0"):
+            GHN(hid=8, **bad)
+
+
+def test_message_relu_is_saved_and_gatedgnn_only(tmp_path):
+    torch.manual_seed(0)
+    ghn = GHN(hid=16, message_relu=True, bias_range=1.0, bias_slope=0.2)
+    graph = zoo_graph("resnet18")
+    plain = GHN(hid=16)
+    plain.load_state_dict(ghn.state_dict())
+    with torch.no_grad():
+        with_relu, without = ghn(graph)[0], plain(graph)[0]
+    assert not torch.allclose(with_relu["conv1.weight"], without["conv1.weight"])
+    again = GHN.load(ghn.save(tmp_path / "ghn.pt"))
+    assert again.config["message_relu"] and again.gnn.mlp.last_relu
+    with torch.no_grad():
+        assert torch.equal(again(graph)[0]["conv1.weight"], with_relu["conv1.weight"])
+    with pytest.raises(CheckpointError, match="message_relu: checkpoint True vs this GHN False"):
+        GHN(hid=16, bias_range=1.0, bias_slope=0.2).load_weights(tmp_path / "ghn.pt")
+    with pytest.raises(ValueError, match="message_relu is an option of the gatedgnn"):
+        GHN(hid=16, gnn="ggnn", message_relu=True)
+
+
+def test_checkpoints_older_than_the_output_range_settings_still_load(tmp_path):
+    torch.manual_seed(0)
+    ghn = GHN(hid=8)
+    payload = ghn.payload()
+    for key in ("message_relu", "bias_range", "bias_slope", "norm_slope"):
+        del payload["config"][key]
+    torch.save(payload, tmp_path / "old.pt")
+    assert GHN.load(tmp_path / "old.pt").config == ghn.config
+    assert GHN(hid=8).load_weights(tmp_path / "old.pt") is not None

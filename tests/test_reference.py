@@ -138,3 +138,16 @@ def test_jobs_cache_resume_shard_and_write_tables(images, tmp_path, monkeypatch)
     with pytest.raises(ValueError, match="SGD reference"):
         run_jobs(jobs, models.__getitem__, (1, 12, 12), ghns, ("he",), test, train,
                  tmp_path / "cache", None, progress=False)
+
+
+def test_ghn_fingerprint_tells_output_settings_apart():
+    ghn_fingerprint = results_module.ghn_fingerprint
+    torch.manual_seed(0)
+    ghn = GHN(hid=8)
+    same = GHN(hid=8, bias_range=0.1)
+    same.load_state_dict(ghn.state_dict())
+    assert ghn_fingerprint({"g": ghn}) == ghn_fingerprint({"g": same})
+    for setting in ({"bias_range": 1.0}, {"norm_slope": 0.5}, {"message_relu": True}):
+        other = GHN(hid=8, **setting)
+        other.load_state_dict(ghn.state_dict())
+        assert ghn_fingerprint({"g": other}) != ghn_fingerprint({"g": ghn}), setting

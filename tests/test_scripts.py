@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
 from .test_images import fake_fmnist, needs_fmnist
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
@@ -140,6 +142,28 @@ def test_qat_ab_trains_every_arm_then_writes_its_table(tmp_path):
     again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert again.returncode == 0 and "training from step" not in again.stdout
     assert (out / "ab.md").read_text().split("Command:")[0] == table.split("Command:")[0]
+
+
+def test_fidelity_suite_trains_float_arms_against_its_reference_arm(tmp_path):
+    fake_fmnist(tmp_path, 600)
+    out = tmp_path / "fidelity"
+    command = [sys.executable, str(SCRIPTS / "qat_ab.py"), "--suite", "ghn2-fidelity",
+               "--arms", "library,message-relu", "--steps", "2", "--graphs",
+               str(tmp_path / "graphs"), "--num-archs", "4", "--data-root", str(tmp_path),
+               "--val-archs", "1", "--images", "20", "--bn-batches", "1", "--calib-batches", "1",
+               "--out", str(out)]
+    env = {"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(SCRIPTS.parent)}
+    bad = subprocess.run(command + ["--arms", "message-relu"], capture_output=True, text=True,
+                         env=env, timeout=600)
+    assert bad.returncode == 2 and "needs its reference arm 'library'" in bad.stderr
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    table = (out / "ab.md").read_text()
+    assert "difference to `library`" in table and "float GHN (start)" not in table
+    assert "| message-relu " in table and "`message-relu`: `--message-relu`" in table
+    saved = torch.load(out / "runs" / "message-relu" / "last.pt", weights_only=True)
+    assert saved["config"]["message_relu"] and saved["config"]["init_ckpt"] is None
+    assert saved["config"]["bits"] == []
 
 
 def test_probe_gradients_prints_per_layer_and_summary(tmp_path, capsys):

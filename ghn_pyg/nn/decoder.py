@@ -233,21 +233,34 @@ class ParameterDecoder(nn.Module):
 
     .. math::
         W \leftarrow W \sqrt{\beta / \mathrm{fan\_in}}\ (\beta = 1 \text{ depthwise, else } 2),
-        \quad \gamma \leftarrow 2\,\sigma(\gamma), \quad b \leftarrow 0.1 \tanh(b).
+        \quad \gamma \leftarrow 2\,\sigma(s_\gamma \gamma),
+        \quad b \leftarrow a_b \tanh(s_b b).
+
+    The defaults :math:`a_b = 0.1, s_b = s_\gamma = 1` are this library's;
+    GHN-2's reference code uses :math:`a_b = 1, s_b = 0.2, s_\gamma = 0.5`.
 
     Args:
         hid: node embedding size.
         max_shape: the weight decoder's maximum shape; its first entry is also the
             vector decoder's length.
         normalize: apply the normalisation above.
+        bias_range: :math:`a_b`, the largest predicted bias magnitude.
+        bias_slope: :math:`s_b`.
+        norm_slope: :math:`s_\gamma`.
     """
 
     def __init__(self, hid: int, max_shape: Sequence[int] = (64, 64, 11, 11),
-                 normalize: bool = True) -> None:
+                 normalize: bool = True, bias_range: float = 0.1, bias_slope: float = 1.0,
+                 norm_slope: float = 1.0) -> None:
         super().__init__()
+        for name, value in (("bias_range", bias_range), ("bias_slope", bias_slope),
+                            ("norm_slope", norm_slope)):
+            if not value > 0:
+                raise ValueError(f"{name} must be > 0, got {value!r}")
         self.weights = WeightDecoder(hid, max_shape)
         self.vectors = VectorDecoder(hid, max_len=int(max_shape[0]))
         self.normalize = normalize
+        self.bias_range, self.bias_slope, self.norm_slope = bias_range, bias_slope, norm_slope
 
     def reset_parameters(self) -> None:
         """Re-initialise both decoders."""
@@ -306,7 +319,7 @@ class ParameterDecoder(nn.Module):
                 *_grouped(vector_groups, h, targets, lambda x: (self.vectors.heads_of(x),))):
             values = self.vectors.select(heads, length, kind)
             if self.normalize:
-                values = 2 * torch.sigmoid(values) if kind == "scale" else 0.1 * torch.tanh(values)
+                values = self._squash(values, kind)
             for t, value in zip(members, values.unbind(0)):
                 decoded[t] = value.reshape(targets[t].shape) if into is None else \
                     _destination(into, targets[t]).copy_(value.reshape(targets[t].shape))
@@ -314,6 +327,14 @@ class ParameterDecoder(nn.Module):
         for target, value in zip(targets, decoded):
             out[target.graph][target.name] = value
         return out
+
+    def _squash(self, values: Tensor, kind: str) -> Tensor:
+        """Norm weights into (0, 2), biases into (-bias_range, bias_range); a slope of 1
+        is not multiplied in, so default GHNs compute exactly as before the slopes existed."""
+        slope = self.norm_slope if kind == "scale" else self.bias_slope
+        if slope != 1:
+            values = slope * values
+        return 2 * torch.sigmoid(values) if kind == "scale" else self.bias_range * torch.tanh(values)
 
 
 def _destination(into: Sequence[dict[str, Tensor]], target: ParamTarget) -> Tensor:

@@ -15,16 +15,19 @@ __all__ = ["GatedGNN", "MessageMLP"]
 
 
 class MessageMLP(nn.Module):
-    r"""The two-layer message MLP of GHN-2: :math:`W_2\,\mathrm{ReLU}(W_1 h + b_1) + b_2`.
+    r"""The two-layer message MLP of GHN-2: :math:`W_2\,\mathrm{ReLU}(W_1 h + b_1) + b_2`,
+    followed by a ReLU with ``last_relu`` (as in GHN-2's reference code).
 
     Args:
         hid: input and output features; the hidden layer has ``hid // 2``.
+        last_relu: end with a ReLU.
     """
 
-    def __init__(self, hid: int) -> None:
+    def __init__(self, hid: int, last_relu: bool = False) -> None:
         super().__init__()
         self.fc1 = nn.Linear(hid, max(hid // 2, 1))
         self.fc2 = nn.Linear(max(hid // 2, 1), hid)
+        self.last_relu = last_relu
 
     def reset_parameters(self) -> None:
         """Re-initialise both layers."""
@@ -33,7 +36,8 @@ class MessageMLP(nn.Module):
 
     def forward(self, h: Tensor) -> Tensor:
         """[n, hid] -> [n, hid]."""
-        return self.fc2(F.relu(self.fc1(h)))
+        out = self.fc2(F.relu(self.fc1(h)))
+        return F.relu(out) if self.last_relu else out
 
 
 class GatedGNN(nn.Module):
@@ -58,13 +62,16 @@ class GatedGNN(nn.Module):
     (the MLPs' last layers folded into :math:`W_{ih}`), and a level's input gates are
     one product of its coefficient rows with that store. Each sweep is one
     :func:`~ghn_pyg.nn.sweep.level_sweep`, a custom autograd function with a
-    hand-written backward.
+    hand-written backward. With ``message_relu`` the MLPs end with a ReLU, as in GHN-2's
+    reference code; their last layers then do not fold and each node stores the
+    messages' input gates after that ReLU.
 
     Args:
         hid: node features.
         T: number of forward + backward rounds.
         s_max: default cutoff of virtual edges (a forward call may use a smaller one).
         dense_limit: batches with up to this many nodes use dense coefficients.
+        message_relu: end both message MLPs with a ReLU.
 
     Shapes:
         input: node features [N, hid] and a PyG ``Batch`` of ArchGraphs.
@@ -72,13 +79,14 @@ class GatedGNN(nn.Module):
     """
 
     def __init__(self, hid: int, T: int = 1, s_max: int = 50,
-                 dense_limit: int = DENSE_LIMIT) -> None:
+                 dense_limit: int = DENSE_LIMIT, message_relu: bool = False) -> None:
         super().__init__()
         if T < 1 or s_max < 1:
             raise ValueError(f"T and s_max must be >= 1, got T={T}, s_max={s_max}")
         self.hid, self.T, self.s_max, self.dense_limit = hid, T, s_max, dense_limit
-        self.mlp = MessageMLP(hid)
-        self.mlp_ve = MessageMLP(hid)
+        self.message_relu = message_relu
+        self.mlp = MessageMLP(hid, last_relu=message_relu)
+        self.mlp_ve = MessageMLP(hid, last_relu=message_relu)
         self.gru = nn.GRUCell(hid, hid)
 
     def reset_parameters(self) -> None:
@@ -121,10 +129,11 @@ class GatedGNN(nn.Module):
             # the dtype the sweep computes in (float32 under autocast), so it never converts
             dtype = torch.promote_types(x.dtype, self.gru.weight_hh.dtype)
             schedules = self.schedules(graph, s_max, dtype=dtype)
-        gates_weight, gates_bias = self._folded_message_weights()
+        message_weights = (self._unfolded_message_weights() if self.message_relu
+                           else self._folded_message_weights())
         for _ in range(self.T):
             for schedule in schedules:
-                x = self._sweep(x, schedule, gates_weight, gates_bias)
+                x = self._sweep(x, schedule, *message_weights)
         return x
 
     def _folded_message_weights(self) -> tuple[Tensor, Tensor]:
@@ -140,8 +149,26 @@ class GatedGNN(nn.Module):
         bias = torch.cat([w_ih @ mlp.fc2.bias for mlp in (self.mlp, self.mlp_ve)])
         return weight, bias
 
+    def _unfolded_message_weights(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Block weights of the MLPs' second layers and of :math:`W_{ih}`, kept apart
+        because a ReLU sits between them.
+
+        Returns:
+            ``gates_weight`` [2 * hid, 2 * 3 * hid] (block-diagonal :math:`W_{ih}^\top`),
+            ``gates_bias`` (zeros [2 * 3 * hid]; the GRU's bias is in the sweep's
+            pre-gates), ``second_weight`` [2 * hid // 2, 2 * hid] and ``second_bias``
+            [2 * hid]; block k (0: MLP, 1: MLP_ve) feeds block k.
+        """
+        w_ih_t = self.gru.weight_ih.t()
+        gates_weight = torch.block_diag(w_ih_t, w_ih_t)
+        second_weight = torch.block_diag(*[mlp.fc2.weight.t() for mlp in (self.mlp, self.mlp_ve)])
+        second_bias = torch.cat([self.mlp.fc2.bias, self.mlp_ve.fc2.bias])
+        return gates_weight, gates_weight.new_zeros(gates_weight.shape[1]), second_weight, \
+            second_bias
+
     def _sweep(self, x: Tensor, schedule: SweepSchedule, gates_weight: Tensor,
-               gates_bias: Tensor) -> Tensor:
+               gates_bias: Tensor, second_weight: Tensor | None = None,
+               second_bias: Tensor | None = None) -> Tensor:
         hid = self.hid
         gru = self.gru
         h_in = x[schedule.perm]
@@ -152,5 +179,5 @@ class GatedGNN(nn.Module):
         first_weight = torch.cat([self.mlp.fc1.weight, self.mlp_ve.fc1.weight])
         first_bias = torch.cat([self.mlp.fc1.bias, self.mlp_ve.fc1.bias])
         out = level_sweep(pre_gates, hidden_gates[:, 2 * hid:], h_in, first_weight, first_bias,
-                          gates_weight, gates_bias, schedule)
+                          gates_weight, gates_bias, schedule, second_weight, second_bias)
         return out[schedule.inv_perm]

@@ -23,6 +23,8 @@ __all__ = ["GHN", "CheckpointError", "PRETRAINED_DIR"]
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 _FORMAT = "ghn_pyg.GHN"
 _VERSION = 1
+#: Config keys added after the first checkpoints, with the values those were built with.
+_LATER_CONFIG = {"message_relu": False, "bias_range": 0.1, "bias_slope": 1.0, "norm_slope": 1.0}
 
 
 class CheckpointError(ValueError):
@@ -46,8 +48,14 @@ class GHN(nn.Module):
         max_shape: the weight decoder's (out, in, kh, kw); larger shapes are tiled.
         layernorm: LayerNorm on node embeddings before decoding.
         weight_norm: GHN-2's normalisation of predicted parameters (fan-in scaling of
-            weights, ``2 sigmoid`` for norm weights, ``0.1 tanh`` for biases).
+            weights, ``2 sigmoid(norm_slope p)`` for norm weights,
+            ``bias_range tanh(bias_slope p)`` for biases; see
+            :class:`~ghn_pyg.nn.decoder.ParameterDecoder`).
         num_ops, num_acts: vocabulary sizes (default: the current vocabularies).
+        message_relu: GatedGNN only: its message MLPs end with a ReLU, as in GHN-2's
+            reference code.
+        bias_range, bias_slope, norm_slope: the output ranges above (GHN-2's reference
+            code: 1, 0.2 and 0.5).
 
     Call ``ghn(batch)`` with a PyG ``Batch`` (or one ArchGraph) to get one
     ``{name: tensor}`` dict per graph, keyed like ``model.named_parameters()``.
@@ -56,7 +64,9 @@ class GHN(nn.Module):
     def __init__(self, hid: int = 32, gnn: str = "gatedgnn", T: int = 1, s_max: int = 50,
                  max_shape: Sequence[int] = (64, 64, 11, 11), layernorm: bool = True,
                  weight_norm: bool = True, num_ops: int | None = None,
-                 num_acts: int | None = None) -> None:
+                 num_acts: int | None = None, message_relu: bool = False,
+                 bias_range: float = 0.1, bias_slope: float = 1.0,
+                 norm_slope: float = 1.0) -> None:
         super().__init__()
         for name, value in (("hid", hid), ("T", T), ("s_max", s_max)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -64,11 +74,17 @@ class GHN(nn.Module):
         self.config: dict[str, Any] = dict(
             hid=hid, gnn=gnn, T=T, s_max=s_max, max_shape=list(max_shape), layernorm=layernorm,
             weight_norm=weight_norm, num_ops=num_ops or len(PRIMITIVES),
-            num_acts=num_acts or len(ACTIVATIONS))
+            num_acts=num_acts or len(ACTIVATIONS), message_relu=message_relu,
+            bias_range=bias_range, bias_slope=bias_slope, norm_slope=norm_slope)
+        if message_relu and gnn != "gatedgnn":
+            raise ValueError(f"message_relu is an option of the gatedgnn GNN, not of {gnn!r}")
         self.encoder = NodeEncoder(hid, self.config["num_ops"], self.config["num_acts"])
-        self.gnn = resolve_gnn(gnn)(hid, T=T, s_max=s_max)
+        extra = {"message_relu": True} if message_relu else {}
+        self.gnn = resolve_gnn(gnn)(hid, T=T, s_max=s_max, **extra)
         self.norm = nn.LayerNorm(hid) if layernorm else nn.Identity()
-        self.decoder = ParameterDecoder(hid, max_shape, normalize=weight_norm)
+        self.decoder = ParameterDecoder(hid, max_shape, normalize=weight_norm,
+                                        bias_range=bias_range, bias_slope=bias_slope,
+                                        norm_slope=norm_slope)
 
     def reset_parameters(self) -> None:
         """Re-initialise every part."""
@@ -169,7 +185,7 @@ class GHN(nn.Module):
     # ------------------------------------------------------------ checkpoints
     def payload(self) -> dict[str, Any]:
         """Config, vocabularies and weights as a dict (what :meth:`save` writes)."""
-        return {"format": _FORMAT, "version": _VERSION, "config": self.config,
+        return {"format": _FORMAT, "version": _VERSION, "config": dict(self.config),
                 "trained_bits": list(self.trained_bits) if self.trained_bits else None,
                 "vocab": {"primitives": list(PRIMITIVES), "activations": list(ACTIVATIONS)},
                 "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()}}
@@ -209,7 +225,7 @@ class GHN(nn.Module):
         """
         payload = _read_checkpoint(path, self.device)
         _check_payload(payload, path)
-        theirs = payload["config"]
+        theirs = {**_LATER_CONFIG, **payload["config"]}
         diff = {k: (theirs.get(k), v) for k, v in self.config.items() if theirs.get(k) != v}
         if diff:
             details = ", ".join(f"{k}: checkpoint {a!r} vs this GHN {b!r}" for k, (a, b) in diff.items())

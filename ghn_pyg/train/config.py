@@ -34,7 +34,8 @@ class TrainConfig:
     Architecture data: ``graphs`` (root of an ArchGraphDataset), ``space``, ``split``,
     ``num_archs`` (its size), ``graph_seed``. Images: ``data`` (fashion-mnist, cifar10,
     synthetic), ``data_root``, ``batch_size``, ``augment``. GHN: ``hid``, ``gnn``, ``T``,
-    ``s_max``, ``max_shape``. Optimisation: ``meta_batch`` networks per step,
+    ``s_max``, ``max_shape``, ``message_relu``, ``bias_range``, ``bias_slope``,
+    ``norm_slope`` (see :class:`~ghn_pyg.nn.GHN`). Optimisation: ``meta_batch`` networks per step,
     ``steps``, ``lr``, ``weight_decay``, ``optimizer`` (adam, adamw), ``schedule``
     (cosine, step), ``warmup`` steps, ``grad_clip``, ``net_grad_clip`` (per network, on
     the gradient of its predicted parameters; 0 disables). Quantization: ``bits`` drawn
@@ -67,6 +68,10 @@ class TrainConfig:
     T: int = 1
     s_max: int = 50
     max_shape: tuple[int, int, int, int] = (64, 64, 11, 11)
+    message_relu: bool = False
+    bias_range: float = 0.1
+    bias_slope: float = 1.0
+    norm_slope: float = 1.0
     meta_batch: int = 8
     steps: int = 1000
     lr: float = 1e-3
@@ -135,6 +140,9 @@ class TrainConfig:
         for key in ("warmup", "workers", "range_images"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}")
+        for key in ("bias_range", "bias_slope", "norm_slope"):
+            if not getattr(self, key) > 0:
+                raise ValueError(f"{key} must be > 0, got {getattr(self, key)}")
         if not self.lr > 0 or self.weight_decay < 0:
             raise ValueError(f"lr must be > 0 and weight_decay >= 0, got {self.lr} and "
                              f"{self.weight_decay}")
@@ -233,7 +241,13 @@ HELP: dict[str, str] = {
     "augment": "random crop and flip of training images",
     "hid": "GHN node embedding size", "gnn": "GNN layer (gatedgnn, ggnn, gatv2, transformer, "
     "gine or package.module:Class)", "T": "GNN rounds", "s_max": "virtual edge cutoff",
-    "max_shape": "weight decoder's out,in,kh,kw", "meta_batch": "networks per step (per rank)",
+    "max_shape": "weight decoder's out,in,kh,kw",
+    "message_relu": "GatedGNN message MLPs end with a ReLU (GHN-2's reference code)",
+    "bias_range": "largest predicted bias: bias = bias_range * tanh(bias_slope * p) "
+    "(0.1 here, 1 in GHN-2's reference code)",
+    "bias_slope": "see bias_range (1 here, 0.2 in GHN-2's reference code)",
+    "norm_slope": "norm weights = 2 sigmoid(norm_slope * p) (1 here, 0.5 in GHN-2's "
+    "reference code)", "meta_batch": "networks per step (per rank)",
     "steps": "training steps", "lr": "peak learning rate", "weight_decay": "weight decay",
     "optimizer": "adam or adamw", "schedule": "cosine or step (x0.1 at 1/3 and 2/3)",
     "warmup": "linear warm-up steps", "grad_clip": "gradient norm clip",

@@ -111,7 +111,9 @@ class Trainer:
                              f"architectures have {cfg.num_classes} outputs")
         self.archs = self._open_archs()
         self.ghn = GHN(hid=cfg.hid, gnn=cfg.gnn, T=cfg.T, s_max=cfg.s_max,
-                       max_shape=cfg.max_shape).to(self.device)
+                       max_shape=cfg.max_shape, message_relu=cfg.message_relu,
+                       bias_range=cfg.bias_range, bias_slope=cfg.bias_slope,
+                       norm_slope=cfg.norm_slope).to(self.device)
         if cfg.init_ckpt:
             self._check_init_ckpt(cfg.init_ckpt)
             self.ghn.load_weights(cfg.init_ckpt)
@@ -376,7 +378,8 @@ class Trainer:
         theirs = TrainConfig.from_saved(state["config"]).to_dict()
         ours = self.config.to_dict()
         fixed = ("space", "split", "num_archs", "graph_seed", "in_shape", "num_classes",
-                 "data", "hid", "gnn", "T", "s_max", "max_shape", "meta_batch", "batch_size",
+                 "data", "hid", "gnn", "T", "s_max", "max_shape", "message_relu", "bias_range",
+                 "bias_slope", "norm_slope", "meta_batch", "batch_size",
                  "seed", "bits", "bit_weights", "mixed", "first_last_8bit", "optimizer",
                  "schedule", "collapse_guard", "net_grad_clip", "range_images")
         diff = [f"{k}: checkpoint {theirs[k]!r}, now {ours[k]!r}" for k in fixed if theirs[k] != ours[k]]
