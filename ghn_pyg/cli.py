@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import traceback
 import warnings
 from typing import Sequence
 
 __all__ = ["main", "build_parser"]
+
+#: Set to 1 to show full tracebacks of errors (as ``--debug`` does).
+DEBUG_ENV = "GHN_PYG_DEBUG"
 
 
 #: The demo's calibrated protocol reads fewer training batches than the results tables
@@ -66,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``ghn-pyg`` with all subcommands."""
     parser = argparse.ArgumentParser(
         prog="ghn-pyg", description="Graph HyperNetworks for quantization-robust CNN parameters.")
+    parser.add_argument("--debug", action="store_true",
+                        help=f"show the full traceback of an error (also: {DEBUG_ENV}=1)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     graph = sub.add_parser("graph", help="trace a model and draw its architecture graph",
@@ -253,6 +260,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handlers[args.command](args)
     except (GraphBuildError, DatasetError, ValueError, ImportError, FileNotFoundError,
             FileExistsError, RuntimeError) as err:
+        if args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+            traceback.print_exc()
         print(f"ghn-pyg {args.command}: error: {err}", file=sys.stderr)
         return 2
 

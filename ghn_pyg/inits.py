@@ -11,14 +11,54 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["INITIALIZERS", "ALIASES", "register_initializer", "init_params", "initializer_names"]
+__all__ = ["INITIALIZERS", "ALIASES", "register_initializer", "init_params", "initializer_names",
+           "seeded", "default_init", "load_params"]
 
 WeightInit = Callable[[Tensor, torch.Generator], Tensor]
+
+
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Random draws inside come from ``seed`` (CPU, and CUDA when initialised); the
+    caller's random state is restored afterwards, so nothing outside is reseeded."""
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+def default_init(module: nn.Module, seed: int | None = None) -> nn.Module:
+    """Re-draw the parameters of ``module``'s submodules (not of ``module`` itself) with
+    PyTorch's own initialisation (``reset_parameters``), in place, from ``seed`` (as
+    :func:`seeded`) or, without one, from the current random state; returns ``module``."""
+    if seed is not None:
+        with seeded(seed):
+            return default_init(module)
+    for sub in module.modules():
+        if hasattr(sub, "reset_parameters") and sub is not module:
+            sub.reset_parameters()
+    return module
+
+
+@torch.no_grad()
+def load_params(module: nn.Module, params: dict[str, Tensor]) -> nn.Module:
+    """Copy ``params`` (``{name: tensor}``, e.g. from :func:`init_params` or a GHN) into
+    ``module``'s parameters in place; returns ``module``.
+
+    Raises:
+        KeyError: a parameter of ``module`` that ``params`` lacks (named).
+    """
+    for name, param in module.named_parameters():
+        if name not in params:
+            raise KeyError(f"no value for parameter {name!r}")
+        param.copy_(params[name])
+    return module
 
 
 def _fans(weight: Tensor) -> tuple[int, int]:
@@ -111,11 +151,7 @@ def init_params(name: str, module: nn.Module, seed: int = 0) -> dict[str, Tensor
     if name not in INITIALIZERS:
         raise ValueError(f"unknown initializer {name!r}; known: {', '.join(INITIALIZERS)}")
     if INITIALIZERS[name] is None:
-        fresh = copy.deepcopy(module)
-        torch.manual_seed(seed)
-        for sub in fresh.modules():
-            if hasattr(sub, "reset_parameters") and sub is not fresh:
-                sub.reset_parameters()
+        fresh = default_init(copy.deepcopy(module), seed)
         return {k: v.detach().clone() for k, v in fresh.named_parameters()}
     weight_init = INITIALIZERS[name]
     gen = torch.Generator().manual_seed(seed)

@@ -88,3 +88,16 @@ def test_make_dataset_from_recipe_and_options(tmp_path, capsys):
     assert main(["make-dataset", "--recipe", str(misspelt)]) == 2
     assert "unknown keys ['split']" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
+
+
+def test_debug_shows_the_traceback(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("GHN_PYG_DEBUG", raising=False)
+    missing = ["make-dataset", "--recipe", str(tmp_path / "missing.json")]
+    assert main(missing) == 2
+    quiet = capsys.readouterr().err
+    assert "error:" in quiet and "Traceback" not in quiet
+    assert main(["--debug", *missing]) == 2
+    assert "Traceback (most recent call last)" in capsys.readouterr().err
+    monkeypatch.setenv("GHN_PYG_DEBUG", "1")
+    assert main(missing) == 2
+    assert "Traceback (most recent call last)" in capsys.readouterr().err

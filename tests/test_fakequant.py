@@ -8,6 +8,7 @@ import torch
 from ghn_pyg.quant import ActQuantizer, WeightQuantizer, fake_quant_act, fake_quant_weight
 from ghn_pyg.quant.fakequant import act_qparams, weight_scale
 from ghn_pyg.quant.quantizers import clip_range
+from ghn_pyg.quant.layers import QuantLayer
 
 pytestmark = pytest.mark.filterwarnings("ignore:torch.quantize_per_tensor:UserWarning")
 
@@ -122,3 +123,19 @@ def test_learnable_scales_get_gradients():
     diff = (wq(w) - fake_quant_weight(w, 4)).detach().abs().flatten(1)
     step = float(wq.scale.detach().max())
     assert float(diff.max()) <= step + 1e-6 and int((diff > 0).sum(dim=1).max()) <= 1
+
+
+def test_learnable_weight_scales_round_trip_into_fresh_quantizers():
+    torch.manual_seed(0)
+    w = torch.randn(6, 3, 3, 3)
+    for channels in (6, None):
+        trained = WeightQuantizer(4, learnable=True, channels=channels)
+        trained(w)
+        fresh = WeightQuantizer(4, learnable=True, channels=channels)
+        assert fresh.scale.shape == ((6,) if channels else (1,))
+        fresh.load_state_dict(trained.state_dict())
+        assert torch.equal(fresh.scale, trained.scale) and bool(fresh.initialized)
+        assert torch.equal(fresh(w), trained(w))
+    conv = torch.nn.Conv2d(3, 6, 3)
+    layer = QuantLayer(conv, 4, 4, learnable=True)
+    assert layer.weight_quant.scale.shape == (6,)

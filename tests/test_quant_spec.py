@@ -6,14 +6,13 @@ import pytest
 import torch
 
 from ghn_pyg import QuantSpec, annotate, trace
-from ghn_pyg.quant.spec import node_module_names
 
 from .conftest import zoo_graph, zoo_model
 
 
 def bits_by_module(graph):
     return {name: (int(w), int(a)) for name, w, a in
-            zip(node_module_names(graph), graph.w_bits, graph.a_bits) if name is not None}
+            zip(graph.module_names(), graph.w_bits, graph.a_bits) if name is not None}
 
 
 @pytest.mark.parametrize("kwargs, culprit", [

@@ -121,25 +121,29 @@ def test_protocol_batches_prints_its_table():
     assert "| 2 / 1 " in text and "W4A4 GHN / QAT" in text
 
 
+def run_qat_ab(tmp_path, out, *flags: str) -> subprocess.CompletedProcess:
+    """``qat_ab.py`` at 2 steps on 4 fake training architectures, 1 validation one."""
+    command = [sys.executable, str(SCRIPTS / "qat_ab.py"), "--steps", "2", "--graphs",
+               str(tmp_path / "graphs"), "--num-archs", "4", "--data-root", str(tmp_path),
+               "--val-archs", "1", "--images", "20", "--bn-batches", "1", "--calib-batches", "1",
+               "--out", str(out), *flags]
+    env = {"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(SCRIPTS.parent)}
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+
+
 def test_qat_ab_trains_every_arm_then_writes_its_table(tmp_path):
     fake_fmnist(tmp_path, 600)
     out = tmp_path / "ab"
-    command = [sys.executable, str(SCRIPTS / "qat_ab.py"), "--arms", "old,all", "--steps", "2",
-               "--graphs", str(tmp_path / "graphs"), "--num-archs", "4", "--data-root",
-               str(tmp_path), "--val-archs", "1", "--images", "20", "--bn-batches", "1",
-               "--calib-batches", "1", "--ghn2", "--out", str(out)]
-    env = {"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(SCRIPTS.parent)}
-    bad = subprocess.run(command + ["--arms", "old,best"], capture_output=True, text=True,
-                         env=env, timeout=600)
+    bad = run_qat_ab(tmp_path, out, "--ghn2", "--arms", "old,best")
     assert bad.returncode == 2 and "unknown arms ['best']" in bad.stderr
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    done = run_qat_ab(tmp_path, out, "--ghn2", "--arms", "old,all")
     assert done.returncode == 0, done.stderr[-2000:]
     table = (out / "ab.md").read_text()
     for line in ("| float GHN (start) |", "| old ", "| all ", "Δ W4A4", "`all`: `--bits 32,8,4,2"):
         assert line in table
     assert "under the `ghn2` protocol" in table and "| GHN grad median |" in table
     assert (out / "runs" / "all" / "last.pt").is_file() and len(list((out / "cache").glob("*.csv"))) == 6
-    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    again = run_qat_ab(tmp_path, out, "--ghn2", "--arms", "old,all")
     assert again.returncode == 0 and "training from step" not in again.stdout
     assert (out / "ab.md").read_text().split("Command:")[0] == table.split("Command:")[0]
 
@@ -147,16 +151,9 @@ def test_qat_ab_trains_every_arm_then_writes_its_table(tmp_path):
 def test_fidelity_suite_trains_float_arms_against_its_reference_arm(tmp_path):
     fake_fmnist(tmp_path, 600)
     out = tmp_path / "fidelity"
-    command = [sys.executable, str(SCRIPTS / "qat_ab.py"), "--suite", "ghn2-fidelity",
-               "--arms", "library,message-relu", "--steps", "2", "--graphs",
-               str(tmp_path / "graphs"), "--num-archs", "4", "--data-root", str(tmp_path),
-               "--val-archs", "1", "--images", "20", "--bn-batches", "1", "--calib-batches", "1",
-               "--out", str(out)]
-    env = {"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(SCRIPTS.parent)}
-    bad = subprocess.run(command + ["--arms", "message-relu"], capture_output=True, text=True,
-                         env=env, timeout=600)
+    bad = run_qat_ab(tmp_path, out, "--suite", "ghn2-fidelity", "--arms", "message-relu")
     assert bad.returncode == 2 and "needs its reference arm 'library'" in bad.stderr
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    done = run_qat_ab(tmp_path, out, "--suite", "ghn2-fidelity", "--arms", "library,message-relu")
     assert done.returncode == 0, done.stderr[-2000:]
     table = (out / "ab.md").read_text()
     assert "difference to `library`" in table and "float GHN (start)" not in table

@@ -29,7 +29,6 @@ def cmd_graph(args: argparse.Namespace) -> int:
 def cmd_zoo(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..graph.ops import QUANTIZABLE_OPS
     from ..graph.tracer import trace
     from ..report import markdown_table
     from ..spaces import ZOO, build_torchvision, zoo_input_shape
@@ -48,7 +47,7 @@ def cmd_zoo(args: argparse.Namespace) -> int:
             continue
         ms = (time.perf_counter() - start) * 1e3
         mapped = sum(len(p) for p in graph.param_names)
-        layers = sum(op in QUANTIZABLE_OPS for op in graph.op_names())
+        layers = len(graph.quantizable_nodes())
         rows.append((name, f"{shape[2]}x{shape[3]}", graph.num_nodes, graph.edge_index.shape[1],
                      int(graph.level_fw.max()) + 1, graph.dist.numel(), layers,
                      f"{mapped}/{len(list(model.parameters()))}", f"{ms:.0f}"))

@@ -6,18 +6,12 @@ import argparse
 import dataclasses
 import time
 
-from torch.utils.data import Dataset, Subset
 
 __all__ = ["cmd_init_study", "cmd_qat"]
 
 
-def _first(data: Dataset, count: int | None) -> Dataset:
-    """The first ``count`` items of ``data`` (all with None)."""
-    return data if count is None else Subset(data, range(min(count, len(data))))
-
-
 def cmd_init_study(args: argparse.Namespace) -> int:
-    from ..data import load_images
+    from ..data import first_items, load_images
     from ..study.init_study import PRESETS, run_study, study_table, write_report
     from ..study.qat_study import qat_table, run_qat_study
 
@@ -29,8 +23,8 @@ def cmd_init_study(args: argparse.Namespace) -> int:
     config = dataclasses.replace(PRESETS[args.preset], **overrides)
     config.validate()
     started = time.perf_counter()
-    train = _first(load_images(args.data, "train", args.data_root), config.train_images)
-    test = _first(load_images(args.data, "test", args.data_root), config.test_images)
+    train = first_items(load_images(args.data, "train", args.data_root), config.train_images)
+    test = first_items(load_images(args.data, "test", args.data_root), config.test_images)
     path = run_study(config, train, test, args.out)
     print(study_table(path, "W4A4"))
     qat_path = None
@@ -52,15 +46,15 @@ def cmd_qat(args: argparse.Namespace) -> int:
 
     import torch
 
-    from ..data import load_images
+    from ..data import first_items, load_images
     from ..fileio import atomic_path
     from ..report import markdown_table
     from ..study.qat import check_start, qat_train
     from .networks import network_from_args
 
     check_start(args.init)
-    train = _first(load_images(args.data, "train", args.data_root), args.max_train_images)
-    test = _first(load_images(args.data, "test", args.data_root), args.max_test_images)
+    train = first_items(load_images(args.data, "train", args.data_root), args.max_train_images)
+    test = first_items(load_images(args.data, "test", args.data_root), args.max_test_images)
     in_shape = tuple(train[0][0].shape)
     model = network_from_args(args.model, args.spec, (1, *in_shape), 10)
     model, history = qat_train(model, args.init, train, test, args.bits, args.epochs,

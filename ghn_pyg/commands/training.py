@@ -42,7 +42,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _checkpoint_settings(path: str) -> dict:
     """The training settings stored in a training checkpoint ({} for a plain GHN file)."""
-    from ..nn.ghn import CheckpointError
+    from ..formats import CheckpointError
     from ..train import load_train_checkpoint
 
     try:
@@ -91,13 +91,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     protocol = protocol_from_args(args)
     train_images = None
     if args.sgd_epochs > 0 or protocol.needs_training_images:
-        from torch.utils.data import Subset
+        from ..data import first_items
 
         train_images = load_images(args.data or first.get("data", "fashion-mnist"), "train",
                                    args.data_root or first.get("data_root"),
                                    synthetic_shape=in_shape)
         if args.max_train_images is not None:
-            train_images = Subset(train_images, range(min(args.max_train_images, len(train_images))))
+            train_images = first_items(train_images, args.max_train_images)
     rows = evaluate_split(archs, images, ghns, bits, args.baselines.split(","), args.max_archs,
                           args.max_images, args.batch_size, args.seed, args.device,
                           sgd_epochs=args.sgd_epochs, train_images=train_images,
@@ -138,23 +138,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from ..cli import protocol_from_args
-    from ..data import load_images, sample_specs
+    from ..data import load_images, split_models
     from ..nn import GHN
-    from ..spaces import TorchvisionSpace, get_space
+    from ..spaces import TorchvisionSpace
+    from ..graph.bits import EVAL_BITS
     from ..train.evaluate import ModuleArchs, evaluate_split, markdown_summary, write_results
 
     ghns = {"GHN (float)": GHN.from_pretrained("ghn-fmnist"),
             "GHN-QAT": GHN.from_pretrained("ghn-qat-fmnist")}
     images = load_images("fashion-mnist", "test", args.data_root)
-    space, zoo = get_space("efficient"), TorchvisionSpace()
-    specs = sample_specs(space, "test", args.archs, seed=0)
-    models = [(f"efficient-test-{i:02d}", space.build(spec, 1, 10)) for i, spec in enumerate(specs)]
+    zoo = TorchvisionSpace()
+    models = split_models(args.archs, 1, 10)
     names = DEMO_TORCHVISION if args.torchvision is None else tuple(args.torchvision)
     models += [(name, zoo.build({"space": "torchvision", "name": name}, 1, 10)) for name in names]
     archs = ModuleArchs(models, (1, 28, 28))
     protocol = protocol_from_args(args)
     train_images = load_images("fashion-mnist", "train", args.data_root)
-    rows = evaluate_split(archs, images, ghns, (32, 8, 4, 2), ("he",), max_images=args.max_images,
+    rows = evaluate_split(archs, images, ghns, EVAL_BITS, ("he",), max_images=args.max_images,
                           train_images=train_images, protocol=protocol,
                           per_channel=not args.per_tensor, first_last_8bit=args.first_last_8bit)
     unseen = [r for r in rows if r.arch.startswith("efficient-test")]

@@ -20,9 +20,11 @@ from ..fileio import atomic_path, user_path
 from ..graph.archgraph import ArchGraph
 from ..graph.tracer import trace
 from ..spaces.base import OOD_SPLITS, SPLITS, Space, get_space, spec_hash
+from ..spaces.torchvision_zoo import TorchvisionSpace
 from .storage import Shard, encode_graph, pack_shard
 
-__all__ = ["ArchGraphDataset", "sample_specs", "split_seed", "SPLIT_BUCKETS"]
+__all__ = ["ArchGraphDataset", "sample_specs", "split_seed", "SPLIT_BUCKETS", "split_arch_name",
+           "split_models"]
 
 _META = "meta.json"
 _VERSION = 1
@@ -36,6 +38,23 @@ _SPLIT_OFFSET = {s: i for i, s in enumerate(SPLITS + OOD_SPLITS)}
 def split_seed(seed: int, split: str) -> int:
     """The sampling seed of ``split``: distinct for every split of a base seed."""
     return seed * 1009 + _SPLIT_OFFSET[split]
+
+
+def split_arch_name(index: int, split: str = "test", space: str = "efficient") -> str:
+    """The name results give architecture ``index`` of a split (``"efficient-test-03"``)."""
+    return f"{space}-{split}-{index:02d}"
+
+
+def split_models(count: int, in_channels: int = 1, num_classes: int = 10, seed: int = 0,
+                 split: str = "test", space: str = "efficient") -> list[tuple[str, nn.Module]]:
+    """The first ``count`` architectures of a split of ``space`` (seed ``seed``), built.
+
+    Returns:
+        ``(name, module)`` pairs named by :func:`split_arch_name`.
+    """
+    base = get_space(space)
+    return [(split_arch_name(i, split, space), base.build(spec, in_channels, num_classes))
+            for i, spec in enumerate(sample_specs(base, split, count, seed))]
 
 
 def sample_specs(space: Space, split: str, size: int, seed: int,
@@ -54,8 +73,6 @@ def sample_specs(space: Space, split: str, size: int, seed: int,
         RuntimeError: the space cannot yield ``size`` distinct architectures.
     """
     if split == "torchvision":
-        from ..spaces.torchvision_zoo import TorchvisionSpace
-
         return TorchvisionSpace().specs(image_size)
     sampler = space.for_split(split)
     rng = random.Random(split_seed(seed, split))

@@ -18,12 +18,12 @@ from typing import Sequence
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from ..fileio import user_path
 
-__all__ = ["ImageSet", "load_images", "image_tensors", "tensor_batches", "image_loaders",
-           "synthetic_images", "find_fashion_mnist", "IMAGE_DATASETS", "DEBIAN_FASHION_MNIST"]
+__all__ = ["ImageSet", "load_images", "image_tensors", "tensor_batches", "first_items",
+           "image_loaders", "synthetic_images", "find_fashion_mnist", "IMAGE_DATASETS", "DEBIAN_FASHION_MNIST"]
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 IMAGE_DATASETS: tuple[str, ...] = ("fashion-mnist", "cifar10", "synthetic")
@@ -98,6 +98,11 @@ def image_tensors(images: Dataset, indices: Sequence[int] | Tensor | None = None
         return (x - base.mean) / base.std, base.labels[index]
     items = [images[int(i)] for i in wanted]
     return torch.stack([x for x, _ in items]), torch.as_tensor([int(y) for _, y in items])
+
+
+def first_items(data: Dataset, count: int | None) -> Dataset:
+    """The first ``count`` items of ``data`` (all of them with None or more)."""
+    return data if count is None else Subset(data, range(min(count, len(data))))
 
 
 def tensor_batches(images: Dataset, batch_size: int, limit: int | None = None

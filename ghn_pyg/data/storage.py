@@ -16,7 +16,6 @@ import numpy as np
 import torch
 
 from ..graph.archgraph import ArchGraph
-from ..graph.topology import virtual_edges
 
 __all__ = ["encode_graph", "pack_shard", "Shard", "SHARD_FORMAT"]
 
@@ -93,12 +92,8 @@ class Shard:
             names[v].append(name)
             shapes[v].append(tuple(shape))
         edge_index = d["edge_index"][:, self.edge_ptr[j]:self.edge_ptr[j + 1]].long()
-        dist_index, dist = virtual_edges(n, edge_index, s_max)
-        fields = {k: d[k][lo:hi].long() for k in (*_NODE_FIELDS, "groups")}
-        return ArchGraph(
-            **fields, shape=d["shape"][lo:hi].long(), w_bits=torch.full((n,), 32),
-            a_bits=torch.full((n,), 32), param_names=names, param_shapes=shapes,
-            edge_index=edge_index, dist_index=dist_index, dist=dist, num_nodes=n,
+        fields = {k: d[k][lo:hi] for k in (*_NODE_FIELDS, "groups", "shape")}
+        return ArchGraph.create(
+            **fields, param_names=names, param_shapes=shapes, edge_index=edge_index,
             name=blob["name"], spec=json.dumps(blob["spec"], sort_keys=True),
-            in_shape=torch.tensor([list(in_shape)]), num_classes=int(d["num_classes"][j]),
-            s_max=s_max)
+            in_shape=in_shape, num_classes=int(d["num_classes"][j]), s_max=s_max)

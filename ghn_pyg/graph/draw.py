@@ -8,6 +8,7 @@ from pathlib import Path
 from ..fileio import atomic_path
 from ..plotting import pyplot, save_figure
 from .archgraph import ArchGraph
+from .bits import bits_label
 from .ops import PRIMITIVES, QUANTIZABLE_OPS
 
 __all__ = ["to_dot", "draw", "node_label", "op_color"]
@@ -35,8 +36,7 @@ def node_label(graph: ArchGraph, v: int) -> str:
         text += f"+{act}"
     w_bits, a_bits = int(graph.w_bits[v]), int(graph.a_bits[v])
     if op in QUANTIZABLE_OPS:
-        text += "\nfp32" if max(w_bits, a_bits) == 32 and min(w_bits, a_bits) == 32 else \
-            f"\nW{w_bits}A{a_bits}"
+        text += "\n" + bits_label(w_bits, a_bits)
     return text
 
 

@@ -17,7 +17,8 @@ Registered module types are leaves of the torch.fx tracer: it does not look insi
 
 from __future__ import annotations
 
-from typing import Callable, Union
+from dataclasses import dataclass
+from typing import Any, Callable, Union
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +27,7 @@ from torch import nn
 from ..errors import GraphBuildError
 
 __all__ = [
+    "Vocabulary",
     "PRIMITIVES",
     "ACTIVATIONS",
     "QUANTIZABLE_OPS",
@@ -80,6 +82,61 @@ ACTIVATIONS: list[str] = [
 QUANTIZABLE_OPS: frozenset[str] = frozenset({"conv", "dw_conv", "group_conv", "linear"})
 
 OpRule = Union[str, Callable[[nn.Module], str]]
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """An immutable snapshot of the op and activation names, by id.
+
+    A GHN keeps the one it was built with (and saves it), so primitives registered
+    later cannot silently shift what its embeddings mean.
+
+    Args:
+        primitives: op names; position = the ``op`` id in graphs.
+        activations: activation names; position = the ``act`` id (0: none).
+    """
+
+    primitives: tuple[str, ...]
+    activations: tuple[str, ...]
+
+    @classmethod
+    def current(cls, num_ops: int | None = None, num_acts: int | None = None) -> "Vocabulary":
+        """The registered vocabulary now, optionally only its first ``num_ops`` ops and
+        ``num_acts`` activations."""
+        return cls(tuple(PRIMITIVES[:num_ops]), tuple(ACTIVATIONS[:num_acts]))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Vocabulary":
+        """Inverse of :meth:`to_dict`."""
+        return cls(tuple(data["primitives"]), tuple(data["activations"]))
+
+    def to_dict(self) -> dict[str, list[str]]:
+        """``{"primitives": [...], "activations": [...]}`` (what checkpoints store)."""
+        return {"primitives": list(self.primitives), "activations": list(self.activations)}
+
+    def is_prefix_of(self, other: "Vocabulary") -> bool:
+        """Whether ``other`` keeps every id of this vocabulary (it may add more)."""
+        return (other.primitives[:len(self.primitives)] == self.primitives
+                and other.activations[:len(self.activations)] == self.activations)
+
+    def check_ids(self, op: Any, act: Any, graph_names: Any = None) -> None:
+        """Raise if any ``op``/``act`` id (CPU long tensors) lies outside this vocabulary.
+
+        Raises:
+            ValueError: naming each unknown op or activation (by its currently
+                registered name) and what to do.
+        """
+        unknown_ops = sorted({int(i) for i in op[op >= len(self.primitives)].tolist()})
+        unknown_acts = sorted({int(i) for i in act[act >= len(self.activations)].tolist()})
+        if not unknown_ops and not unknown_acts:
+            return
+        names = [f"op {PRIMITIVES[i] if i < len(PRIMITIVES) else i!r}" for i in unknown_ops]
+        names += [f"activation {ACTIVATIONS[i] if i < len(ACTIVATIONS) else i!r}"
+                  for i in unknown_acts]
+        where = f" in {graph_names}" if graph_names else ""
+        raise ValueError(f"{', '.join(names)}{where} unknown to this GHN, which knows "
+                         f"{len(self.primitives)} ops ({', '.join(self.primitives)}); train "
+                         "a GHN built after registering them")
 
 _MODULE_OPS: dict[type, OpRule] = {}
 _MODULE_ACTS: dict[type, str] = {}

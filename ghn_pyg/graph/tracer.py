@@ -21,8 +21,7 @@ from torch import nn
 
 from ..errors import GraphBuildError
 from . import ops
-from .archgraph import ArchGraph
-from .topology import levels, virtual_edges
+from .archgraph import ArchGraph, BitAssigner
 
 __all__ = ["trace", "trace_with_fx"]
 
@@ -46,7 +45,7 @@ _TENSOR, _TENSORS, _OTHER = "tensor", "tensors", "other"
 
 
 def trace(model: nn.Module, input_shape: Sequence[int] = (1, 3, 32, 32),
-          spec: Any = None, s_max: int = 50, name: str | None = None,
+          spec: BitAssigner | None = None, s_max: int = 50, name: str | None = None,
           arch: str = "") -> ArchGraph:
     """Trace a CNN into an :class:`ArchGraph`.
 
@@ -74,7 +73,7 @@ def trace(model: nn.Module, input_shape: Sequence[int] = (1, 3, 32, 32),
 
 
 def trace_with_fx(model: nn.Module, input_shape: Sequence[int] = (1, 3, 32, 32),
-                  spec: Any = None, s_max: int = 50, name: str | None = None,
+                  spec: BitAssigner | None = None, s_max: int = 50, name: str | None = None,
                   arch: str = "") -> tuple[ArchGraph, fx.Graph]:
     """:func:`trace`, also returning the torch.fx graph it folded (leaves: registered types).
 
@@ -95,18 +94,10 @@ def trace_with_fx(model: nn.Module, input_shape: Sequence[int] = (1, 3, 32, 32),
     finally:
         for module, training in modes:
             module.training = training
-    graph = _GraphBuilder(model, name).build(fx_graph)
-    graph.name = name
-    graph.spec = arch
-    graph.in_shape = torch.tensor([list(input_shape[1:])], dtype=torch.long)
-    graph.num_classes = num_classes
-    graph.s_max = s_max
-    graph.level_fw, graph.level_bw = levels(graph.num_nodes, graph.edge_index)
-    graph.dist_index, graph.dist = virtual_edges(graph.num_nodes, graph.edge_index, s_max)
+    graph = ArchGraph.create(**_GraphBuilder(model, name).build(fx_graph), name=name, spec=arch,
+                             in_shape=input_shape[1:], num_classes=num_classes, s_max=s_max)
     if spec is not None:
-        from ..quant.spec import annotate
-
-        graph = annotate(graph, spec)
+        graph = spec.annotate(graph)
     return graph, fx_graph
 
 
@@ -221,7 +212,8 @@ class _GraphBuilder:
         self.param_of: dict[fx.Node, str] = {}
 
     # ------------------------------------------------------------------ build
-    def build(self, graph: fx.Graph) -> ArchGraph:
+    def build(self, graph: fx.Graph) -> dict[str, Any]:
+        """The node fields and edges of :meth:`ArchGraph.create` for ``graph``."""
         nodes = list(graph.nodes)
         for node in nodes:
             self.kind[node] = self._static_kind(node)
@@ -230,7 +222,7 @@ class _GraphBuilder:
                 continue
             self._visit(node)
         self._check_all_params_mapped()
-        return self._to_graph()
+        return self._fields()
 
     def _static_kind(self, node: fx.Node) -> str:
         if node.op in ("placeholder", "get_attr", "call_module"):
@@ -409,23 +401,20 @@ class _GraphBuilder:
             "node, e.g. ghn_pyg.register_op(MyConv, 'conv'); parameters are never "
             "dropped silently.")
 
-    def _to_graph(self) -> ArchGraph:
+    def _fields(self) -> dict[str, Any]:
         n = len(self.op)
         edges = sorted(self.edges)
         edge_index = (torch.tensor(edges, dtype=torch.long).t().contiguous() if edges
                       else torch.empty(2, 0, dtype=torch.long))
-        return ArchGraph(
+        return dict(
             op=torch.tensor(self.op, dtype=torch.long),
             act=torch.tensor(self.act, dtype=torch.long),
             shape=torch.tensor(self.shape, dtype=torch.long).view(n, 4),
             stride=torch.tensor(self.stride, dtype=torch.long),
             groups=torch.tensor(self.groups, dtype=torch.long),
-            w_bits=torch.full((n,), 32, dtype=torch.long),
-            a_bits=torch.full((n,), 32, dtype=torch.long),
             param_names=self.param_names,
             param_shapes=self.param_shapes,
             edge_index=edge_index,
-            num_nodes=n,
         )
 
 

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ..graph.ops import ACTIVATIONS, PRIMITIVES
-from ..quant.spec import VALID_BITS
+from ..graph.bits import VALID_BITS
 
 __all__ = ["NodeEncoder", "CHANNEL_BINS", "KERNEL_BINS", "STRIDE_BINS", "BIT_BINS", "nearest_bin"]
 

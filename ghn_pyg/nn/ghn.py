@@ -11,7 +11,8 @@ from torch import Tensor, nn
 from torch_geometric.data import Batch, Data
 
 from ..fileio import atomic_path, user_path
-from ..graph.ops import ACTIVATIONS, PRIMITIVES
+from ..formats import GHN_FORMAT, GHN_VERSION, CheckpointError, ghn_payload
+from ..graph.ops import ACTIVATIONS, PRIMITIVES, Vocabulary
 from ..graph.tracer import trace
 from .decoder import ParameterDecoder
 from .encoder import NodeEncoder
@@ -21,14 +22,8 @@ __all__ = ["GHN", "CheckpointError", "PRETRAINED_DIR"]
 
 #: Folder of the checkpoints shipped with the package.
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
-_FORMAT = "ghn_pyg.GHN"
-_VERSION = 1
 #: Config keys added after the first checkpoints, with the values those were built with.
 _LATER_CONFIG = {"message_relu": False, "bias_range": 0.1, "bias_slope": 1.0, "norm_slope": 1.0}
-
-
-class CheckpointError(ValueError):
-    """A GHN checkpoint is unreadable, of another format, or of another configuration."""
 
 
 class GHN(nn.Module):
@@ -78,6 +73,8 @@ class GHN(nn.Module):
             bias_range=bias_range, bias_slope=bias_slope, norm_slope=norm_slope)
         if message_relu and gnn != "gatedgnn":
             raise ValueError(f"message_relu is an option of the gatedgnn GNN, not of {gnn!r}")
+        #: the op and activation names this GHN was built with (saved with it)
+        self.vocab = Vocabulary.current(self.config["num_ops"], self.config["num_acts"])
         self.encoder = NodeEncoder(hid, self.config["num_ops"], self.config["num_acts"])
         extra = {"message_relu": True} if message_relu else {}
         self.gnn = resolve_gnn(gnn)(hid, T=T, s_max=s_max, **extra)
@@ -151,6 +148,8 @@ class GHN(nn.Module):
         if batch.num_graphs == 0 or batch.num_nodes == 0:
             raise ValueError("the batch is empty: give at least one ArchGraph")
         device = self.device
+        if batch.op.device.type == "cpu":  # checked before any transfer: no device sync
+            self.vocab.check_ids(batch.op, batch.act)
         if batch.op.device != device:
             batch = batch.to(device)
         x = self.encoder(batch)
@@ -185,9 +184,9 @@ class GHN(nn.Module):
     # ------------------------------------------------------------ checkpoints
     def payload(self) -> dict[str, Any]:
         """Config, vocabularies and weights as a dict (what :meth:`save` writes)."""
-        return {"format": _FORMAT, "version": _VERSION, "config": dict(self.config),
+        return {"format": GHN_FORMAT, "version": GHN_VERSION, "config": dict(self.config),
                 "trained_bits": list(self.trained_bits) if self.trained_bits else None,
-                "vocab": {"primitives": list(PRIMITIVES), "activations": list(ACTIVATIONS)},
+                "vocab": self.vocab.to_dict(),
                 "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()}}
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -205,14 +204,14 @@ class GHN(nn.Module):
             CheckpointError: unreadable or corrupted file, another format, or weights
                 that do not match the stored config.
         """
-        return cls.from_payload(_read_checkpoint(path, map_location), path).to(map_location)
+        return cls.from_payload(ghn_payload(path, map_location), path).to(map_location)
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any], source: str | os.PathLike = "<payload>") -> "GHN":
         """Rebuild a GHN from :meth:`payload`'s dict (``source`` names it in errors)."""
         _check_payload(payload, source)
         ghn = cls(**payload["config"])
-        ghn._load_state(payload["state_dict"], source)
+        ghn.load_checked_state_dict(payload["state_dict"], source)
         return ghn.set_trained_bits(payload.get("trained_bits"))
 
     def load_weights(self, path: str | os.PathLike) -> "GHN":
@@ -223,7 +222,7 @@ class GHN(nn.Module):
             CheckpointError: the file is unreadable, or its config differs (names the
                 differing fields).
         """
-        payload = _read_checkpoint(path, self.device)
+        payload = ghn_payload(path, self.device)
         _check_payload(payload, path)
         theirs = {**_LATER_CONFIG, **payload["config"]}
         diff = {k: (theirs.get(k), v) for k, v in self.config.items() if theirs.get(k) != v}
@@ -231,7 +230,7 @@ class GHN(nn.Module):
             details = ", ".join(f"{k}: checkpoint {a!r} vs this GHN {b!r}" for k, (a, b) in diff.items())
             raise CheckpointError(f"{path}: checkpoint of another GHN config ({details}); "
                                   "use GHN.load(path) to build a matching GHN")
-        self._load_state(payload["state_dict"], path)
+        self.load_checked_state_dict(payload["state_dict"], path)
         return self.set_trained_bits(payload.get("trained_bits"))
 
     @classmethod
@@ -262,40 +261,33 @@ class GHN(nn.Module):
                              f"{', '.join(available) if available else 'none yet'}")
         return cls.load(path, map_location)
 
-    def _load_state(self, state: dict[str, Tensor], path: str | os.PathLike) -> None:
+    def load_checked_state_dict(self, state: dict[str, Tensor],
+                                source: str | os.PathLike = "<state_dict>") -> None:
+        """``load_state_dict`` after checking names and shapes.
+
+        Raises:
+            CheckpointError: missing, unexpected or mis-shaped entries, all named, with
+                ``source`` (the file they came from).
+        """
         own = self.state_dict()
         missing = sorted(set(own) - set(state))
         unexpected = sorted(set(state) - set(own))
         misshaped = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
         if missing or unexpected or misshaped:
             raise CheckpointError(
-                f"{path}: weights do not match the config: missing {missing}, unexpected "
+                f"{source}: weights do not match the config: missing {missing}, unexpected "
                 f"{unexpected}, mis-shaped {misshaped}")
         self.load_state_dict(state)
 
 
-def _read_checkpoint(path: str | os.PathLike, map_location: Any) -> dict[str, Any]:
-    """The GHN payload of a GHN file or of a training checkpoint (its ``"ghn"`` entry)."""
-    path = user_path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # torch raises many types for broken files
-        raise CheckpointError(f"{path}: corrupted or not a torch checkpoint "
-                              f"({type(err).__name__}: {err})") from err
-    if isinstance(payload, dict) and payload.get("format") == "ghn_pyg.train":
-        payload = payload.get("ghn")
-    return payload
-
-
 def _check_payload(payload: Any, source: str | os.PathLike) -> None:
-    if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
-        raise CheckpointError(f"{source}: not a ghn_pyg GHN checkpoint (no '{_FORMAT}' format tag)")
+    if not isinstance(payload, dict) or payload.get("format") != GHN_FORMAT:
+        raise CheckpointError(f"{source}: not a ghn_pyg GHN checkpoint (no '{GHN_FORMAT}' "
+                              "format tag)")
     for key in ("config", "state_dict", "vocab"):
         if key not in payload:
             raise CheckpointError(f"{source}: incomplete GHN checkpoint, '{key}' is missing")
-    saved_ops = payload["vocab"]["primitives"]
-    if list(PRIMITIVES[:len(saved_ops)]) != list(saved_ops):
-        raise CheckpointError(f"{source}: the checkpoint's op vocabulary {saved_ops} differs from "
-                              f"this installation's {PRIMITIVES}")
+    saved = Vocabulary.from_dict(payload["vocab"])
+    if not saved.is_prefix_of(Vocabulary.current()):
+        raise CheckpointError(f"{source}: the checkpoint's vocabulary {saved.to_dict()} differs "
+                              f"from this installation's {Vocabulary.current().to_dict()}")

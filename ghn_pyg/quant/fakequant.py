@@ -31,7 +31,7 @@ import math
 import torch
 from torch import Tensor
 
-from .spec import FLOAT_BITS
+from ..graph.bits import FLOAT_BITS
 
 __all__ = [
     "EPS", "weight_qrange", "act_qrange", "weight_scale", "act_qparams", "fake_quant_weight",

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .quantizers import ActQuantizer, WeightQuantizer
-from .spec import FLOAT_BITS
+from ..graph.bits import FLOAT_BITS
 
 __all__ = ["QuantLayer", "BatchNormRunner", "BNMode", "BN_MODES", "detach_collapsed_channels"]
 
@@ -116,6 +116,11 @@ class BatchNormRunner(nn.Module):
         self.mode = mode
         self.collapse_guard = False
 
+    @property
+    def norm(self) -> nn.modules.batchnorm._BatchNorm:
+        """The original batch norm (its running statistics are read and updated)."""
+        return self._bn[0]
+
     def forward(self, x: Tensor) -> Tensor:
         bn = self._bn[0]
         use_running = _uses_running_stats(bn, self.mode)
@@ -161,8 +166,19 @@ class QuantLayer(nn.Module):
         self._layer = (layer,)
         self._fold = fold
         _share_parameters(self, layer, ("weight", "bias"))
-        self.weight_quant = WeightQuantizer(w_bits, per_channel, learnable)
+        self.weight_quant = WeightQuantizer(w_bits, per_channel, learnable,
+                                            channels=layer.weight.shape[0])
         self.act_quant = ActQuantizer(a_bits, learnable)
+
+    @property
+    def folded_bn(self) -> nn.modules.batchnorm._BatchNorm | None:
+        """The batch norm folded into this layer's weights (None: nothing folded)."""
+        return self._fold[0] if self._fold is not None else None
+
+    def set_fold_mode(self, mode: BNMode) -> None:
+        """The statistics mode of the folded batch norm (nothing to do without one)."""
+        if self._fold is not None:
+            self._fold = (self._fold[0], mode)
 
     def set_bits(self, w_bits: int, a_bits: int) -> None:
         """Change the bit-widths in place."""

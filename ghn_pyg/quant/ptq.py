@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ..graph.bits import EVAL_BITS, bits_label
 from .layers import BNMode
 from .quantizers import CalibrationMethod
 from .runner import QuantizedModel, module_device, quantize
@@ -43,9 +44,7 @@ class PTQResult:
     @property
     def label(self) -> str:
         """``"FP32"``, ``"W8A8"``, ``"W8A32"`` (weights only), ..."""
-        if self.w_bits == self.a_bits == FLOAT_BITS:
-            return "FP32"
-        return f"W{self.w_bits}A{self.a_bits}"
+        return bits_label(self.w_bits, self.a_bits)
 
 
 def weight_qmse(qmodel: QuantizedModel, x: Tensor,
@@ -74,7 +73,7 @@ def weight_qmse(qmodel: QuantizedModel, x: Tensor,
 
 
 def ptq_evaluate(model: nn.Module, loader: Iterable[Sequence[Tensor]],
-                 bits: Sequence[BitsSetting] = (32, 8, 4, 2), *,
+                 bits: Sequence[BitsSetting] = EVAL_BITS, *,
                  input_shape: Sequence[int] | None = None, bn: BNMode = "running",
                  fold_bn: bool = False, first_last_8bit: bool = False,
                  calibration: CalibrationMethod | None = "minmax", calibration_batches: int = 4,
@@ -136,7 +135,7 @@ def _evaluate(qmodel: QuantizedModel, loader: Iterable[Sequence[Tensor]], w_bits
         layer.act_quant.reset_error()
     correct = total = 0
     w_mse: dict[str, float] = {}
-    label = "FP32" if w_bits == a_bits == FLOAT_BITS else f"W{w_bits}A{a_bits}"
+    label = bits_label(w_bits, a_bits)
     try:
         for i, (images, labels) in enumerate(tqdm(loader, desc=f"PTQ {label}",
                                                   disable=not progress, leave=False)):

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from .fakequant import (EPS, act_qparams, act_qrange, fake_quant_act, fake_quant_weight,
                         lsq_fake_quant, weight_qrange, weight_scale)
-from .spec import FLOAT_BITS
+from ..graph.bits import FLOAT_BITS
 
 __all__ = ["WeightQuantizer", "ActQuantizer", "CALIBRATION_METHODS", "clip_range"]
 
@@ -27,10 +27,14 @@ class WeightQuantizer(nn.Module):
         per_channel: one scale per output channel.
         learnable: learn the scales (LSQ); they are initialised from the first weight
             seen. Otherwise scales follow the weight's range at every call.
+        channels: output channels of the weights (learnable per-channel scales are then
+            allocated here, so a fresh quantizer loads a trained one's ``state_dict``;
+            without it they take the first weight's channel count, and loading a state
+            resizes them).
     """
 
     def __init__(self, bits: int = FLOAT_BITS, per_channel: bool = True,
-                 learnable: bool = False) -> None:
+                 learnable: bool = False, channels: int | None = None) -> None:
         super().__init__()
         self.bits = bits
         self.per_channel = per_channel
@@ -38,8 +42,18 @@ class WeightQuantizer(nn.Module):
         self.track_error = False
         self.last_mse: Tensor | None = None
         if learnable:
-            self.scale = nn.Parameter(torch.ones(1))
+            size = channels if per_channel and channels else 1
+            self.scale = nn.Parameter(torch.ones(size))
             self.register_buffer("initialized", torch.tensor(False))
+            self._register_load_state_dict_pre_hook(self._fit_scale_to_state)
+
+    def _fit_scale_to_state(self, state_dict: dict[str, Tensor], prefix: str,
+                            *args: object) -> None:
+        """Give ``scale`` the shape of the one being loaded."""
+        saved = state_dict.get(prefix + "scale")
+        if saved is not None and saved.shape != self.scale.shape:
+            self.scale.data = torch.empty(saved.shape, dtype=self.scale.dtype,
+                                          device=self.scale.device)
 
     def forward(self, weight: Tensor) -> Tensor:
         """Return the fake-quantized ``weight`` (unchanged at 32 bits)."""

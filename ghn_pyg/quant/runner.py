@@ -15,7 +15,7 @@ from ..graph.ops import QUANTIZABLE_OPS, lookup_module
 from ..graph.tracer import trace_with_fx
 from .layers import BN_MODES, BatchNormRunner, BNMode, QuantLayer
 from .quantizers import CalibrationMethod
-from .spec import FLOAT_BITS, QuantSpec, annotate, node_module_names
+from .spec import FLOAT_BITS, QuantSpec, annotate
 
 __all__ = ["quantize", "QuantizedModel", "ParamsMismatchError", "module_device"]
 
@@ -98,8 +98,7 @@ class QuantizedModel(nn.Module):
             if isinstance(sub, BatchNormRunner):
                 sub.mode = mode
         for layer in self.layers.values():
-            if layer._fold is not None:
-                layer._fold = (layer._fold[0], mode)
+            layer.set_fold_mode(mode)
         self.bn = mode
         return self
 
@@ -251,8 +250,8 @@ class QuantizedModel(nn.Module):
 
     def batch_norms(self) -> list[nn.modules.batchnorm._BatchNorm]:
         """The original model's batch norms that keep running statistics (folded ones too)."""
-        norms = [sub._bn[0] for sub in self.module.modules() if isinstance(sub, BatchNormRunner)]
-        norms += [layer._fold[0] for layer in self.layers.values() if layer._fold is not None]
+        norms = [sub.norm for sub in self.module.modules() if isinstance(sub, BatchNormRunner)]
+        norms += [layer.folded_bn for layer in self.layers.values() if layer.folded_bn is not None]
         unique = list({id(bn): bn for bn in norms}.values())
         return [bn for bn in unique if bn.track_running_stats and bn.running_mean is not None]
 
@@ -296,12 +295,11 @@ def module_device(module: nn.Module) -> torch.device:
 
 def _layer_bits(graph: ArchGraph) -> dict[str, tuple[int, int]]:
     """``{module name: (w_bits, a_bits)}`` for the quantizable nodes of ``graph``."""
-    names = node_module_names(graph)
-    ops = graph.op_names()
+    names = graph.module_names()
     out: dict[str, tuple[int, int]] = {}
-    for v, name in enumerate(names):
-        if name is not None and ops[v] in QUANTIZABLE_OPS and name not in out:
-            out[name] = (int(graph.w_bits[v]), int(graph.a_bits[v]))
+    for v in graph.quantizable_nodes():
+        if names[v] is not None and names[v] not in out:
+            out[names[v]] = (int(graph.w_bits[v]), int(graph.a_bits[v]))
     return out
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-import numbers
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping, Union
@@ -11,23 +9,12 @@ from typing import Any, Mapping, Union
 import torch
 
 from ..graph.archgraph import ArchGraph
-from ..graph.ops import PRIMITIVES, QUANTIZABLE_OPS
+from ..graph.bits import FLOAT_BITS, VALID_BITS, bit_width
+from ..graph.ops import QUANTIZABLE_OPS
 
 __all__ = ["QuantSpec", "annotate", "VALID_BITS", "FLOAT_BITS"]
 
-#: Allowed bit-widths; 32 means float (no fake quantization).
-VALID_BITS: frozenset[int] = frozenset({2, 3, 4, 5, 6, 7, 8, 16, 32})
-FLOAT_BITS = 32
-
 Bits = Union[int, tuple[int, int]]
-
-
-def _bit_width(bits: Any, what: str) -> int:
-    """One bit-width as a plain int (any integer type), or a ValueError naming ``what``."""
-    if isinstance(bits, bool) or not isinstance(bits, numbers.Integral) or int(bits) not in VALID_BITS:
-        raise ValueError(
-            f"{what}: invalid bit-width {bits!r}; allowed are 2..8, 16 and 32 (float)")
-    return int(bits)
 
 
 def _check_bits(value: Any, what: str) -> tuple[int, int]:
@@ -35,7 +22,7 @@ def _check_bits(value: Any, what: str) -> tuple[int, int]:
     pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
     if len(pair) != 2:
         raise ValueError(f"{what}: expected bits or a (w_bits, a_bits) pair, got {value!r}")
-    return _bit_width(pair[0], what), _bit_width(pair[1], what)
+    return bit_width(pair[0], what), bit_width(pair[1], what)
 
 
 @dataclass
@@ -85,9 +72,9 @@ class QuantSpec:
     fold_bn: bool = False
 
     def __post_init__(self) -> None:
-        self.w_bits = _bit_width(self.w_bits, "QuantSpec.w_bits (one bit-width; per-layer "
-                                 "pairs go in layers=)")
-        self.a_bits = _bit_width(self.a_bits, "QuantSpec.a_bits")
+        self.w_bits = bit_width(self.w_bits, "QuantSpec.w_bits (one bit-width; per-layer "
+                                "pairs go in layers=)")
+        self.a_bits = bit_width(self.a_bits, "QuantSpec.a_bits")
         self.layers = {name: _check_bits(b, f"layer {name!r}") for name, b in self.layers.items()}
         self.patterns = {p: _check_bits(b, f"pattern {p!r}") for p, b in self.patterns.items()}
         self.ops = {op: _check_bits(b, f"op {op!r}") for op, b in self.ops.items()}
@@ -143,41 +130,37 @@ class QuantSpec:
             return self.ops[primitive]
         return self.w_bits, self.a_bits
 
+    def annotate(self, graph: ArchGraph) -> ArchGraph:
+        """A copy of ``graph`` with ``w_bits``/``a_bits`` set from this spec.
 
-def node_module_names(graph: ArchGraph) -> list[str | None]:
-    """The module name of each node, read from its first parameter (None without)."""
-    return [names[0].rpartition(".")[0] if names else None for names in graph.param_names]
+        Only the two bit fields are new; all other fields are shared with ``graph``,
+        which is left unchanged. No tracing happens.
+
+        Raises:
+            ValueError: an exact layer name in ``layers`` is not a conv/linear layer of
+                this graph, or (``strict``) a pattern matches none of its layers.
+        """
+        ops = graph.op_names()
+        names = graph.module_names()
+        layer_names = {names[v] for v in graph.quantizable_nodes() if names[v] is not None}
+        unknown = [name for name in self.layers if name not in layer_names]
+        if unknown:
+            raise ValueError(
+                f"QuantSpec.layers names no conv/linear layer of graph {graph.name!r}: "
+                f"{', '.join(map(repr, unknown))}")
+        if self.strict:
+            unmatched = [p for p, regex in zip(self.patterns, self._compiled)
+                         if not any(regex.fullmatch(n) for n in layer_names)]
+            if unmatched:
+                raise ValueError(
+                    f"QuantSpec.patterns match no layer of graph {graph.name!r}: "
+                    f"{', '.join(map(repr, unmatched))}")
+        ends = graph.first_last()
+        bits = [self.bits_for(names[v], ops[v], v in ends) for v in range(len(ops))]
+        return graph.with_bits(torch.tensor([b[0] for b in bits], dtype=torch.long),
+                               torch.tensor([b[1] for b in bits], dtype=torch.long))
 
 
 def annotate(graph: ArchGraph, spec: QuantSpec) -> ArchGraph:
-    """Return a copy of ``graph`` with ``w_bits``/``a_bits`` set from ``spec``.
-
-    Only the two bit fields are new; all other fields are shared with ``graph``, which
-    is left unchanged. No tracing happens.
-
-    Raises:
-        ValueError: an exact layer name in ``spec.layers`` is not a conv/linear layer
-            of this graph, or (``strict``) a pattern matches none of its layers.
-    """
-    ops = [PRIMITIVES[i] for i in graph.op.tolist()]
-    names = node_module_names(graph)
-    quantizable = [v for v, op in enumerate(ops) if op in QUANTIZABLE_OPS]
-    layer_names = {names[v] for v in quantizable if names[v] is not None}
-    unknown = [name for name in spec.layers if name not in layer_names]
-    if unknown:
-        raise ValueError(
-            f"QuantSpec.layers names no conv/linear layer of graph {graph.name!r}: "
-            f"{', '.join(map(repr, unknown))}")
-    if spec.strict:
-        unmatched = [p for p, regex in zip(spec.patterns, spec._compiled)
-                     if not any(regex.fullmatch(n) for n in layer_names)]
-        if unmatched:
-            raise ValueError(
-                f"QuantSpec.patterns match no layer of graph {graph.name!r}: "
-                f"{', '.join(map(repr, unmatched))}")
-    ends = {quantizable[0], quantizable[-1]} if quantizable else set()
-    bits = [spec.bits_for(names[v], ops[v], v in ends) for v in range(len(ops))]
-    out = copy.copy(graph)
-    out.w_bits = torch.tensor([b[0] for b in bits], dtype=torch.long)
-    out.a_bits = torch.tensor([b[1] for b in bits], dtype=torch.long)
-    return out
+    """``spec.annotate(graph)``: a copy of ``graph`` with bit-widths from ``spec``."""
+    return spec.annotate(graph)

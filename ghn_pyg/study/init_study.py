@@ -18,10 +18,12 @@ from typing import Sequence
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from ..inits import INITIALIZERS, init_params
+from ..data.images import first_items
+from ..graph.bits import FLOAT_BITS
+from ..inits import INITIALIZERS, load_params, seeded
 from ..quant.ptq import ptq_evaluate
 from ..quant.runner import quantize
 from ..plotting import pyplot, save_figure
@@ -126,9 +128,9 @@ def run_study(config: StudyConfig, train: Dataset, test: Dataset, out: str | Pat
     if path.is_file():
         done = {(r["family"], r["init"], int(r["seed"])) for r in csv.DictReader(path.open())}
     if config.train_images is not None:
-        train = Subset(train, range(min(config.train_images, len(train))))
+        train = first_items(train, config.train_images)
     if config.test_images is not None:
-        test = Subset(test, range(min(config.test_images, len(test))))
+        test = first_items(test, config.test_images)
     in_shape = tuple(train[0][0].shape)
     space = BlocksSpace()
     jobs = [(f, i, s) for f in config.families for i in config.inits for s in range(config.seeds)
@@ -144,17 +146,15 @@ def run_study(config: StudyConfig, train: Dataset, test: Dataset, out: str | Pat
             layer_writer.writeheader()
         for family, init, seed in tqdm(jobs, desc="init study", disable=not progress):
             spec = space.make_spec(family, config.depth, config.width)
-            torch.manual_seed(seed)
-            module = space.build(spec, in_shape[0], 10)
+            with seeded(seed):
+                module = space.build(spec, in_shape[0], 10)
             params = initial_params(init, module, in_shape, seed)
-            with torch.no_grad():
-                for name, param in module.named_parameters():
-                    param.copy_(params[name])
+            load_params(module, params)
             start = _batch_stat_accuracy(module, test, in_shape)
             trained = sgd_train(module, train, config.epochs, config.batch_size, config.lr, seed,
                                 reinit=False)
             loader = DataLoader(test, batch_size=256)
-            results = ptq_evaluate(trained, loader, bits=((32, 32), *_SETTINGS),
+            results = ptq_evaluate(trained, loader, bits=((FLOAT_BITS, FLOAT_BITS), *_SETTINGS),
                                    input_shape=(1, *in_shape), calibration_loader=DataLoader(
                                        train, batch_size=256), progress=False)
             weights = [p.detach() for n, p in trained.named_parameters() if p.dim() > 1]
@@ -273,7 +273,7 @@ def write_report(path: str | Path, out: str | Path, qat_path: str | Path | None 
         text += [f"## Accuracy drop at {setting} (points, mean ± std over seeds)", "",
                  study_table(path, setting), ""]
     if qat_path is not None:
-        text += [f"## QAT from each starting point (top-1 %, mean over architectures)", "",
+        text += ["## QAT from each starting point (top-1 %, mean over architectures)", "",
                  qat_table(qat_path, qat_target), ""]
     written = []
     with atomic_path(out / "summary.md") as tmp:

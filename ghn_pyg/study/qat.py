@@ -22,9 +22,10 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from ..inits import ALIASES, INITIALIZERS, init_params
+from ..inits import ALIASES, INITIALIZERS, init_params, load_params, seeded
 from ..quant.runner import quantize
-from ..quant.spec import FLOAT_BITS, QuantSpec
+from ..graph.bits import FLOAT_BITS
+from ..quant.spec import QuantSpec
 from ..train.evaluate import top1
 
 __all__ = ["GHN_INITS", "QATHistory", "initial_params", "qat_train", "start_names", "check_start"]
@@ -136,33 +137,31 @@ def qat_train(module: nn.Module, init: str, train_images: Dataset, test_images: 
     device = torch.device(device)
     in_shape = tuple(train_images[0][0].shape)
     model = copy.deepcopy(module).to(device)
-    start = initial_params(init, model, in_shape, seed, bits)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            param.copy_(start[name])
+    load_params(model, initial_params(init, model, in_shape, seed, bits))
     spec = QuantSpec.uniform(bits, first_last_8bit=first_last_8bit)
     runner = quantize(model, spec, (1, *in_shape), bn="batch")
     test = DataLoader(test_images, batch_size=256)
     history = QATHistory(init, bits, [top1(runner, None, test, device)])
-    torch.manual_seed(seed)
-    loader = DataLoader(train_images, batch_size=batch_size, shuffle=True, drop_last=True,
-                        generator=torch.Generator().manual_seed(seed))
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(epochs * len(loader), 1))
-    bar = tqdm(total=epochs * len(loader), desc=f"QAT {init} W{bits}A{bits}",
-               disable=not progress, leave=False)
-    for _ in range(epochs):
-        runner.set_bn("update")
-        for x, y in loader:
-            optimizer.zero_grad(set_to_none=True)
-            loss = nn.functional.cross_entropy(runner(x.to(device)), y.to(device))
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            optimizer.step()
-            schedule.step()
-            bar.update()
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-        history.accuracy.append(top1(runner.set_bn("batch"), None, test, device))
+    with seeded(seed):  # dropout draws from seed; the caller's RNG is kept
+        loader = DataLoader(train_images, batch_size=batch_size, shuffle=True, drop_last=True,
+                            generator=torch.Generator().manual_seed(seed))
+        optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer,
+                                                              max(epochs * len(loader), 1))
+        bar = tqdm(total=epochs * len(loader), desc=f"QAT {init} W{bits}A{bits}",
+                   disable=not progress, leave=False)
+        for _ in range(epochs):
+            runner.set_bn("update")
+            for x, y in loader:
+                optimizer.zero_grad(set_to_none=True)
+                loss = nn.functional.cross_entropy(runner(x.to(device)), y.to(device))
+                loss.backward()
+                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+                optimizer.step()
+                schedule.step()
+                bar.update()
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+            history.accuracy.append(top1(runner.set_bn("batch"), None, test, device))
     bar.close()
     if epochs > 0:
         history.final_running_bn = top1(runner.set_bn("running"), None, test, device)

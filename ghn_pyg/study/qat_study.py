@@ -16,8 +16,10 @@ from typing import Sequence
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from ..data.archgraph_dataset import sample_specs, split_arch_name
 from ..plotting import pyplot, save_figure
 from ..report import markdown_table
+from ..spaces import get_space
 from .qat import check_start, qat_train
 
 __all__ = ["run_qat_study", "qat_table", "plot_qat_curves"]
@@ -44,9 +46,6 @@ def run_qat_study(archs: int, inits: Sequence[str], train: Dataset, test: Datase
     Raises:
         ValueError: an unknown starting point.
     """
-    from ..data.archgraph_dataset import sample_specs
-    from ..spaces import get_space
-
     for init in inits:
         check_start(init)
     out = Path(out)
@@ -59,7 +58,7 @@ def run_qat_study(archs: int, inits: Sequence[str], train: Dataset, test: Datase
     space = get_space("efficient")
     specs = sample_specs(space, "test", archs, seed=0)
     jobs = [(i, init) for i in range(len(specs)) for init in inits
-            if (f"efficient-test-{i:02d}", init) not in done]
+            if (split_arch_name(i), init) not in done]
     new_file = not path.is_file()
     with path.open("a", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=_FIELDS)
@@ -70,7 +69,7 @@ def run_qat_study(archs: int, inits: Sequence[str], train: Dataset, test: Datase
             _, history = qat_train(module, init, train, test, bits, epochs, batch_size, lr,
                                    seed, progress=False)
             final = "" if history.final_running_bn is None else f"{history.final_running_bn:.4f}"
-            writer.writerows({"arch": f"efficient-test-{i:02d}", "init": init, "bits": bits,
+            writer.writerows({"arch": split_arch_name(i), "init": init, "bits": bits,
                               "epoch": epoch, "accuracy": f"{acc:.4f}", "final_running_bn": final}
                              for epoch, acc in enumerate(history.accuracy))
             handle.flush()

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..data.images import IMAGE_DATASETS
 from ..fileio import user_path
-from ..quant.spec import VALID_BITS
+from ..graph.bits import VALID_BITS
 
 __all__ = ["TrainConfig", "load_config", "add_config_arguments", "config_from_args",
            "given_settings", "resume_config", "RESUMABLE", "LEGACY_SETTINGS", "HELP"]

@@ -15,10 +15,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from ..data.archgraph_dataset import ArchGraphDataset
+from ..data.archgraph_dataset import ArchGraphDataset, split_models
 from ..data.images import tensor_batches
 from ..fileio import atomic_path
-from ..inits import init_params
+from ..graph.bits import EVAL_BITS, bits_label
+from ..graph.tracer import trace
+from ..inits import default_init, init_params, seeded
 from ..nn.ghn import GHN
 from ..plotting import pyplot, save_figure
 from ..quant.runner import QuantizedModel, quantize
@@ -29,7 +31,7 @@ from .protocol import EvalProtocol, resolve_protocol
 __all__ = ["EvalRow", "EvalSetup", "ModuleArchs", "evaluate_split", "evaluate_architecture",
            "trained_accuracy", "bits_spec", "setting_label", "setup_key", "format_accuracy",
            "sgd_train", "regression_accuracy",
-           "summarize", "markdown_summary", "write_results", "bits_label", "top1"]
+           "summarize", "markdown_summary", "write_results", "top1"]
 
 
 class ModuleArchs:
@@ -43,8 +45,6 @@ class ModuleArchs:
 
     def __init__(self, models: Sequence[tuple[str, torch.nn.Module]],
                  in_shape: Sequence[int], s_max: int = 50) -> None:
-        from ..graph.tracer import trace
-
         self.in_shape = tuple(in_shape)
         self.modules = [m for _, m in models]
         self.graphs = [trace(m, (1, *self.in_shape), s_max=s_max, name=n) for n, m in models]
@@ -68,11 +68,6 @@ class EvalRow:
     method: str
     bits: int
     accuracy: float
-
-
-def bits_label(bits: int) -> str:
-    """``"FP32"`` or ``"W4A4"``."""
-    return "FP32" if bits >= 32 else f"W{bits}A{bits}"
 
 
 @torch.no_grad()
@@ -108,22 +103,22 @@ def sgd_train(module: torch.nn.Module, images: Dataset, epochs: int, batch_size:
         The trained copy, in eval mode (BN with running statistics).
     """
     device = torch.device(device)
-    torch.manual_seed(seed)
-    model = copy.deepcopy(module).to(device)
-    for sub in model.modules() if reinit else ():
-        if hasattr(sub, "reset_parameters") and sub is not model:
-            sub.reset_parameters()
-    loader = DataLoader(images, batch_size=batch_size, shuffle=True, drop_last=True,
-                        generator=torch.Generator().manual_seed(seed))
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(epochs * len(loader), 1))
-    model.train()
-    for _ in range(epochs):
-        for x, y in loader:
-            optimizer.zero_grad(set_to_none=True)
-            torch.nn.functional.cross_entropy(model(x.to(device)), y.to(device)).backward()
-            optimizer.step()
-            schedule.step()
+    with seeded(seed):  # initialisation and dropout draw from seed; the caller's RNG is kept
+        model = copy.deepcopy(module).to(device)
+        if reinit:
+            default_init(model)
+        loader = DataLoader(images, batch_size=batch_size, shuffle=True, drop_last=True,
+                            generator=torch.Generator().manual_seed(seed))
+        optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer,
+                                                              max(epochs * len(loader), 1))
+        model.train()
+        for _ in range(epochs):
+            for x, y in loader:
+                optimizer.zero_grad(set_to_none=True)
+                torch.nn.functional.cross_entropy(model(x.to(device)), y.to(device)).backward()
+                optimizer.step()
+                schedule.step()
     return model.eval()
 
 
@@ -282,7 +277,7 @@ def trained_accuracy(model: torch.nn.Module, in_shape: Sequence[int], bits: Sequ
 
 
 def evaluate_split(archs: ArchGraphDataset | ModuleArchs, images: Dataset, ghns: dict[str, GHN],
-                   bits: Sequence[int] = (32, 8, 4, 2),
+                   bits: Sequence[int] = EVAL_BITS,
                    baselines: Sequence[str] = ("default", "he", "xavier"),
                    max_archs: int | None = None, max_images: int | None = None,
                    batch_size: int = 256, seed: int = 0, device: str | torch.device = "cpu",
@@ -428,13 +423,8 @@ def regression_accuracy(ghn: GHN, images: Dataset, bits: int, archs: int = 5, se
                         max_images: int = 1000, batch_size: int = 250) -> float:
     """Mean top-1 of ``ghn``'s predictions for ``archs`` fixed unseen test architectures
     of the efficient space, on the first ``max_images`` images (deterministic)."""
-    from ..data.archgraph_dataset import sample_specs
-    from ..spaces import get_space
-
-    space = get_space("efficient")
-    specs = sample_specs(space, "test", archs, seed)
     shape = tuple(images[0][0].shape)
-    models = [(f"efficient-test-{i:02d}", space.build(s, shape[0], 10)) for i, s in enumerate(specs)]
+    models = split_models(archs, shape[0], 10, seed)
     rows = evaluate_split(ModuleArchs(models, shape), images, {"GHN": ghn}, (bits,), (),
                           max_images=max_images, batch_size=batch_size, progress=False,
                           protocol="ghn2")

@@ -28,7 +28,7 @@ from torch.utils.data import Dataset
 from ..data.images import image_tensors
 from ..quant.quantizers import CALIBRATION_METHODS, CalibrationMethod
 from ..quant.runner import QuantizedModel
-from ..quant.spec import FLOAT_BITS
+from ..graph.bits import FLOAT_BITS
 
 __all__ = ["EvalProtocol", "PROTOCOLS", "resolve_protocol"]
 

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from ..data.images import image_tensors
 from ..fileio import atomic_path
+from ..inits import default_init, seeded
 from .evaluate import EvalSetup, trained_accuracy
 
 __all__ = ["SGDRecipe", "TrainRecord", "train_to_convergence", "SGDReference", "arch_key"]
@@ -109,12 +110,15 @@ def train_to_convergence(module: nn.Module, train_images: Dataset, val_images: D
     Returns:
         ``(model, record)``: the copy with its best epoch's weights, in eval mode.
     """
-    device = torch.device(device)
-    torch.manual_seed(recipe.seed)
-    model = copy.deepcopy(module).to(device)
-    for sub in model.modules():
-        if hasattr(sub, "reset_parameters") and sub is not model:
-            sub.reset_parameters()
+    with seeded(recipe.seed):  # initialisation and dropout; the caller's RNG is kept
+        return _train_to_convergence(module, train_images, val_images, recipe,
+                                     torch.device(device), progress)
+
+
+def _train_to_convergence(module: nn.Module, train_images: Dataset, val_images: Dataset,
+                          recipe: SGDRecipe, device: torch.device,
+                          progress: bool) -> tuple[nn.Module, TrainRecord]:
+    model = default_init(copy.deepcopy(module).to(device))
     x, y = (t.to(device) for t in image_tensors(train_images))
     xv, yv = (t.to(device) for t in image_tensors(val_images))
     steps = max(len(y) // recipe.batch_size, 1)

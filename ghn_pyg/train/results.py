@@ -24,10 +24,11 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from ..fileio import atomic_path
+from ..graph.bits import EVAL_BITS, FLOAT_BITS, bits_label
 from ..nn.ghn import GHN
 from ..plotting import pyplot, save_figure
 from ..report import markdown_table
-from .evaluate import (EvalRow, EvalSetup, ModuleArchs, bits_label, evaluate_architecture,
+from .evaluate import (EvalRow, EvalSetup, ModuleArchs, evaluate_architecture,
                        format_accuracy, setting_label, setup_key, summarize)
 from .protocol import EvalProtocol
 from .reference import SGDReference
@@ -59,7 +60,7 @@ class ResultJob:
 
     split: str
     protocol: EvalProtocol
-    bits: tuple[int, ...] = (32, 8, 4, 2)
+    bits: tuple[int, ...] = EVAL_BITS
     per_channel: bool = True
     first_last_8bit: bool = False
     sgd: bool = False
@@ -276,7 +277,7 @@ def _block_table(rows: Sequence[ResultRow]) -> str:
 def _ratio_lines(rows: Sequence[ResultRow]) -> list[str]:
     lines = []
     for split in dict.fromkeys(r.split for r in rows):
-        fp32 = {(r.method, r.arch): r.accuracy for r in rows if r.split == split and r.bits == 32}
+        fp32 = {(r.method, r.arch): r.accuracy for r in rows if r.split == split and r.bits == FLOAT_BITS}
         archs = [a for (m, a) in fp32 if m == SGD_METHOD]
         if not archs:
             continue

@@ -7,7 +7,6 @@ uninterrupted one would, and ranks never draw the same architecture in a step.
 
 from __future__ import annotations
 
-import copy
 import random
 from functools import lru_cache
 
@@ -16,8 +15,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..graph.archgraph import ArchGraph
-from ..graph.ops import PRIMITIVES, QUANTIZABLE_OPS
-from ..quant.spec import FLOAT_BITS
+from ..graph.bits import FLOAT_BITS
 
 __all__ = ["ArchSampler", "ImageBatcher", "draw_bits", "network_bits"]
 
@@ -82,10 +80,8 @@ def draw_bits(graph: ArchGraph, bits: tuple[int, ...], rng: random.Random, mixed
     Returns:
         The annotated copy (the input graph is unchanged).
     """
-    out = copy.copy(graph)  # shares every tensor but the bits set below
-    n = graph.num_nodes
-    quantizable = [v for v, op in enumerate(graph.op.tolist()) if PRIMITIVES[op] in QUANTIZABLE_OPS]
-    values = torch.full((n,), FLOAT_BITS, dtype=torch.long)
+    quantizable = graph.quantizable_nodes()
+    values = torch.full((graph.num_nodes,), FLOAT_BITS, dtype=torch.long)
     if bits and quantizable:
         def draw() -> int:
             return rng.choices(bits, weights)[0] if weights else rng.choice(bits)
@@ -94,17 +90,14 @@ def draw_bits(graph: ArchGraph, bits: tuple[int, ...], rng: random.Random, mixed
         for v in quantizable:
             values[v] = draw() if mixed else whole
         if first_last_8bit:
-            for v in (quantizable[0], quantizable[-1]):
+            for v in graph.first_last():
                 if values[v] < FLOAT_BITS:
                     values[v] = 8
-    out.w_bits, out.a_bits = values, values.clone()
-    return out
+    return graph.with_bits(values, values.clone())
 
 
 def network_bits(graph: ArchGraph) -> int:
     """The lowest weight bit-width of ``graph``'s conv/linear layers (32 if none is
     quantized): the bit-width a network drawn by :func:`draw_bits` is logged under."""
-    ops = graph.op.tolist()
-    quantized = [int(b) for b, op in zip(graph.w_bits.tolist(), ops)
-                 if PRIMITIVES[op] in QUANTIZABLE_OPS]
-    return min(quantized, default=FLOAT_BITS)
+    w_bits = graph.w_bits.tolist()
+    return min((w_bits[v] for v in graph.quantizable_nodes()), default=FLOAT_BITS)

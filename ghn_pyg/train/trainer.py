@@ -20,7 +20,9 @@ from tqdm.auto import tqdm
 from ..data.archgraph_dataset import ArchGraphDataset
 from ..data.images import load_images
 from ..fileio import atomic_path, user_path
-from ..nn.ghn import GHN, CheckpointError
+from ..graph.bits import FLOAT_BITS
+from ..formats import TRAIN_FORMAT, TRAIN_VERSION, CheckpointError, read_checkpoint
+from ..nn.ghn import GHN
 from ..quant.runner import QuantizedModel, quantize
 from . import distributed
 from .config import TrainConfig
@@ -32,7 +34,6 @@ __all__ = ["Trainer", "NonFiniteLossError", "RunExistsError", "TRAIN_FORMAT",
 #: The files of a run folder (``tensorboard`` is a folder).
 RUN_FILES: tuple[str, ...] = ("last.pt", "metrics.csv", "config.json", "tensorboard")
 
-TRAIN_FORMAT = "ghn_pyg.train"
 _RUNNER_CACHE = 128
 
 
@@ -50,17 +51,7 @@ def load_train_checkpoint(path: str | Path) -> dict[str, Any]:
     Raises:
         CheckpointError: missing, corrupted or not a training checkpoint.
     """
-    path = user_path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such training checkpoint")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise CheckpointError(f"{path}: corrupted or not a torch checkpoint "
-                              f"({type(err).__name__}: {err})") from err
-    if not isinstance(payload, dict) or payload.get("format") != TRAIN_FORMAT:
-        raise CheckpointError(f"{path}: not a ghn_pyg training checkpoint")
-    return payload
+    return read_checkpoint(path, (TRAIN_FORMAT,))
 
 
 class Trainer:
@@ -118,7 +109,7 @@ class Trainer:
             self._check_init_ckpt(cfg.init_ckpt)
             self.ghn.load_weights(cfg.init_ckpt)
             if self.ghn.trained_bits is None:  # a legacy checkpoint: float-trained
-                self.ghn.set_trained_bits((32,))
+                self.ghn.set_trained_bits((FLOAT_BITS,))
             if cfg.seed_bits and set(self._trained_bits()) - set(self.ghn.trained_bits):
                 self.ghn.seed_untrained_bits()  # rows this run starts training
         self.ghn.set_trained_bits(self._trained_bits())
@@ -158,7 +149,7 @@ class Trainer:
         if cfg.first_last_8bit and cfg.bits:
             bits.add(8)
         if cfg.init_ckpt:
-            bits |= set(self.ghn.trained_bits or (32,))
+            bits |= set(self.ghn.trained_bits or (FLOAT_BITS,))
         return sorted(bits)
 
     def _check_init_ckpt(self, path: str) -> None:
@@ -338,7 +329,7 @@ class Trainer:
         rng = {"python": random.getstate(), "torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
-        return {"format": TRAIN_FORMAT, "version": 1, "config": self.config.to_dict(),
+        return {"format": TRAIN_FORMAT, "version": TRAIN_VERSION, "config": self.config.to_dict(),
                 "ghn": self.ghn.payload(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "rng": rng, "step": self.step,
                 "nan_skips": self.nan_skips}
@@ -390,7 +381,7 @@ class Trainer:
     def _resume(self, state: dict[str, Any]) -> None:
         """Restore everything from a checkpoint read by :meth:`_read_resume_state`; a new
         ``lr`` or ``steps`` reshapes the learning-rate schedule from this step on."""
-        self.ghn._load_state(state["ghn"]["state_dict"], self.out / "last.pt")
+        self.ghn.load_checked_state_dict(state["ghn"]["state_dict"], self.out / "last.pt")
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         random.setstate(_as_python_state(state["rng"]["python"]))
@@ -411,7 +402,7 @@ def _per_bits(graphs: list, losses: list[float], net_norms: list[float],
     (``loss_8bit``, ``param_grad_8bit``, ...; NaN for bit-widths not drawn this step)."""
     out: dict[str, float] = {}
     labels = [network_bits(g) for g in graphs]
-    for b in bits or (32,):
+    for b in bits or (FLOAT_BITS,):
         chosen = [i for i, label in enumerate(labels) if label == b]
         for name, values in (("loss", losses), ("param_grad", net_norms)):
             picked = [values[i] for i in chosen]
