@@ -17,7 +17,8 @@ from ghn_pyg.data import load_images, sample_specs  # noqa: E402
 from ghn_pyg.nn import GHN  # noqa: E402
 from ghn_pyg.report import markdown_table  # noqa: E402
 from ghn_pyg.spaces import get_space  # noqa: E402
-from ghn_pyg.train.evaluate import ModuleArchs, evaluate_split, summarize  # noqa: E402
+from ghn_pyg.train.evaluate import ModuleArchs, evaluate_split  # noqa: E402
+from ghn_pyg.train.tables import summarize  # noqa: E402
 from ghn_pyg.train.protocol import EvalProtocol  # noqa: E402
 
 BITS = (32, 4, 2)

@@ -55,8 +55,8 @@ from ghn_pyg.nn.ghn import PRETRAINED_DIR  # noqa: E402
 from ghn_pyg.report import markdown_table  # noqa: E402
 from ghn_pyg.spaces import get_space  # noqa: E402
 from ghn_pyg.train.config import add_config_arguments, config_from_args  # noqa: E402
-from ghn_pyg.train.evaluate import (EvalRow, ModuleArchs, evaluate_split, format_accuracy,  # noqa: E402
-                                    summarize)
+from ghn_pyg.train.evaluate import EvalRow, ModuleArchs, evaluate_split  # noqa: E402
+from ghn_pyg.train.tables import format_accuracy, summarize  # noqa: E402
 from ghn_pyg.train.protocol import EvalProtocol  # noqa: E402
 from ghn_pyg.train.results import ghn_fingerprint, read_cache, write_cache  # noqa: E402
 from ghn_pyg.train.trainer import Trainer  # noqa: E402

@@ -14,8 +14,8 @@ from ghn_pyg.data import load_images, tensor_batches
 from ghn_pyg.data.images import ImageSet, image_tensors
 from ghn_pyg.inits import init_params
 from ghn_pyg.quant import quantize
-from ghn_pyg.train.evaluate import (EvalSetup, ModuleArchs, evaluate_split, format_accuracy,
-                                    markdown_summary, EvalRow, top1)
+from ghn_pyg.train.evaluate import EvalRow, EvalSetup, ModuleArchs, evaluate_split, top1
+from ghn_pyg.train.tables import format_accuracy, markdown_summary
 from ghn_pyg.train.protocol import EvalProtocol, resolve_protocol
 
 from .test_quant_runner import small_cnn

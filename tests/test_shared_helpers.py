@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from ghn_pyg.data import first_items, split_arch_name, split_models, synthetic_images
+from ghn_pyg.data import first_items, load_images, split_arch_name, split_models
 from ghn_pyg.graph.bits import FLOAT_BITS, bit_width, bits_label
 from ghn_pyg.inits import default_init, init_params, load_params, seeded
-from ghn_pyg.train.evaluate import sgd_train
+from ghn_pyg.train.sgd import sgd_train
 
 from .conftest import zoo_graph
 
@@ -28,7 +28,7 @@ def test_seeded_draws_from_its_seed_and_leaves_the_caller_alone():
 def test_default_init_and_sgd_train_do_not_reseed_the_global_rng():
     net = nn.Sequential(nn.Flatten(), nn.Dropout(0.5), nn.Linear(16, 10))
     layers = [nn.Sequential(nn.Linear(4, 4)), nn.Sequential(nn.Linear(4, 4))]
-    images = synthetic_images(64, (1, 4, 4), num_classes=10)
+    images = load_images("synthetic", "train", synthetic_shape=(1, 4, 4), synthetic_size=64)
     torch.manual_seed(5)
     expected_next = torch.rand(2)
     torch.manual_seed(5)
@@ -38,6 +38,7 @@ def test_default_init_and_sgd_train_do_not_reseed_the_global_rng():
     assert torch.equal(default_init(layers[1], seed=1)[0].weight, layers[0][0].weight)
     again = sgd_train(net, images, epochs=1, batch_size=16, lr=0.1, seed=3)
     assert torch.equal(trained[2].weight, again[2].weight)  # dropout draws from the seed too
+    assert not torch.equal(trained[2].weight, net[2].weight)  # it trained
 
 
 def test_load_params_copies_and_names_what_is_missing():

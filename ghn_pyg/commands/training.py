@@ -56,7 +56,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from ..data import ArchGraphDataset, load_images
     from ..nn import GHN
-    from ..train.evaluate import markdown_summary, write_results
+    from ..train.tables import markdown_summary, write_results
 
     ghns, trained = {}, {}
     for i, item in enumerate(args.ckpt):
@@ -142,7 +142,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from ..nn import GHN
     from ..spaces import TorchvisionSpace
     from ..graph.bits import EVAL_BITS
-    from ..train.evaluate import ModuleArchs, evaluate_split, markdown_summary, write_results
+    from ..train.evaluate import ModuleArchs, evaluate_split
+    from ..train.tables import markdown_summary, write_results
 
     ghns = {"GHN (float)": GHN.from_pretrained("ghn-fmnist"),
             "GHN-QAT": GHN.from_pretrained("ghn-qat-fmnist")}

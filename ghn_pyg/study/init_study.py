@@ -29,7 +29,8 @@ from ..quant.runner import quantize
 from ..plotting import pyplot, save_figure
 from ..report import markdown_table
 from ..spaces.blocks import FAMILIES, BlocksSpace
-from ..train.evaluate import sgd_train, top1
+from ..train.evaluate import top1
+from ..train.sgd import sgd_train
 from .qat import GHN_INITS, check_start, initial_params
 
 __all__ = ["StudyConfig", "PRESETS", "run_study", "study_table", "GHN_INITS"]

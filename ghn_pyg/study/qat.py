@@ -20,13 +20,13 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from ..inits import ALIASES, INITIALIZERS, init_params, load_params, seeded
 from ..quant.runner import quantize
-from ..graph.bits import FLOAT_BITS
+from ..graph.bits import FLOAT_BITS, bits_label
 from ..quant.spec import QuantSpec
 from ..train.evaluate import top1
+from ..train.sgd import sgd_loop
 
 __all__ = ["GHN_INITS", "QATHistory", "initial_params", "qat_train", "start_names", "check_start"]
 
@@ -143,26 +143,11 @@ def qat_train(module: nn.Module, init: str, train_images: Dataset, test_images: 
     test = DataLoader(test_images, batch_size=256)
     history = QATHistory(init, bits, [top1(runner, None, test, device)])
     with seeded(seed):  # dropout draws from seed; the caller's RNG is kept
-        loader = DataLoader(train_images, batch_size=batch_size, shuffle=True, drop_last=True,
-                            generator=torch.Generator().manual_seed(seed))
-        optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer,
-                                                              max(epochs * len(loader), 1))
-        bar = tqdm(total=epochs * len(loader), desc=f"QAT {init} W{bits}A{bits}",
-                   disable=not progress, leave=False)
-        for _ in range(epochs):
-            runner.set_bn("update")
-            for x, y in loader:
-                optimizer.zero_grad(set_to_none=True)
-                loss = nn.functional.cross_entropy(runner(x.to(device)), y.to(device))
-                loss.backward()
-                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-                optimizer.step()
-                schedule.step()
-                bar.update()
-                bar.set_postfix(loss=f"{loss.item():.3f}")
-            history.accuracy.append(top1(runner.set_bn("batch"), None, test, device))
-    bar.close()
+        sgd_loop(runner, model.parameters(), train_images, epochs, batch_size, lr, seed, device,
+                 grad_clip=grad_clip, before_epoch=lambda: runner.set_bn("update"),
+                 after_epoch=lambda: history.accuracy.append(
+                     top1(runner.set_bn("batch"), None, test, device)),
+                 progress=f"QAT {init} {bits_label(bits)}" if progress else None)
     if epochs > 0:
         history.final_running_bn = top1(runner.set_bn("running"), None, test, device)
     return model.eval(), history

@@ -3,35 +3,28 @@
 from __future__ import annotations
 
 import copy
-import csv
-import math
 import statistics
-import textwrap
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterable, Sequence
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from ..data.archgraph_dataset import ArchGraphDataset, split_models
 from ..data.images import tensor_batches
-from ..fileio import atomic_path
-from ..graph.bits import EVAL_BITS, bits_label
+from ..graph.bits import EVAL_BITS
 from ..graph.tracer import trace
-from ..inits import default_init, init_params, seeded
+from ..inits import init_params
 from ..nn.ghn import GHN
-from ..plotting import pyplot, save_figure
 from ..quant.runner import QuantizedModel, quantize
 from ..quant.spec import QuantSpec, annotate
-from ..report import markdown_table
 from .protocol import EvalProtocol, resolve_protocol
+from .sgd import sgd_train
 
 __all__ = ["EvalRow", "EvalSetup", "ModuleArchs", "evaluate_split", "evaluate_architecture",
-           "trained_accuracy", "bits_spec", "setting_label", "setup_key", "format_accuracy",
-           "sgd_train", "regression_accuracy",
-           "summarize", "markdown_summary", "write_results", "top1"]
+           "trained_accuracy", "bits_spec", "setting_label", "setup_key", "regression_accuracy",
+           "top1"]
 
 
 class ModuleArchs:
@@ -82,44 +75,6 @@ def top1(runner: QuantizedModel, params: dict[str, torch.Tensor] | None, loader:
         correct += int((logits.argmax(1) == labels.to(device)).sum())
         total += labels.numel()
     return correct / total
-
-
-def sgd_train(module: torch.nn.Module, images: Dataset, epochs: int, batch_size: int = 128,
-              lr: float = 0.05, seed: int = 0, device: str | torch.device = "cpu",
-              reinit: bool = True) -> torch.nn.Module:
-    """A copy of ``module`` trained with SGD (momentum 0.9, weight decay 5e-4, cosine).
-
-    Args:
-        module: the network (not modified).
-        reinit: start from PyTorch's default initialisation (seeded) instead of the
-            module's current parameters.
-        images: ``(image, label)`` training items.
-        epochs: passes over ``images``.
-        batch_size, lr: the usual.
-        seed: seed of the initialisation and the shuffling.
-        device: where to train.
-
-    Returns:
-        The trained copy, in eval mode (BN with running statistics).
-    """
-    device = torch.device(device)
-    with seeded(seed):  # initialisation and dropout draw from seed; the caller's RNG is kept
-        model = copy.deepcopy(module).to(device)
-        if reinit:
-            default_init(model)
-        loader = DataLoader(images, batch_size=batch_size, shuffle=True, drop_last=True,
-                            generator=torch.Generator().manual_seed(seed))
-        optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer,
-                                                              max(epochs * len(loader), 1))
-        model.train()
-        for _ in range(epochs):
-            for x, y in loader:
-                optimizer.zero_grad(set_to_none=True)
-                torch.nn.functional.cross_entropy(model(x.to(device)), y.to(device)).backward()
-                optimizer.step()
-                schedule.step()
-    return model.eval()
 
 
 def bits_spec(bits: int, per_channel: bool = True, first_last_8bit: bool = False) -> QuantSpec:
@@ -342,81 +297,6 @@ def evaluate_split(archs: ArchGraphDataset | ModuleArchs, images: Dataset, ghns:
             rows += [EvalRow(graph.name, f"SGD {sgd_epochs} ep", b, accuracy) for b, accuracy in
                      trained_accuracy(trained, archs.in_shape, bits, setup).items()]
     return rows
-
-
-def summarize(rows: Sequence[EvalRow]) -> dict[tuple[str, int], tuple[float, float, int]]:
-    """``{(method, bits): (mean, standard error, count)}`` over architectures."""
-    groups: dict[tuple[str, int], list[float]] = {}
-    for row in rows:
-        groups.setdefault((row.method, row.bits), []).append(row.accuracy)
-    out = {}
-    for key, values in groups.items():
-        se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0
-        out[key] = (statistics.fmean(values), se, len(values))
-    return out
-
-
-def format_accuracy(mean: float, se: float, count: int) -> str:
-    """``"47.5 ± 1.2"`` (in %) over several architectures, ``"47.5"`` for one."""
-    return f"{100 * mean:.1f} ± {100 * se:.1f}" if count > 1 else f"{100 * mean:.1f}"
-
-
-def markdown_summary(rows: Sequence[EvalRow]) -> str:
-    """A table of mean ± standard error (in %), methods as rows, bit-widths as columns
-    (the mean alone for a single architecture)."""
-    summary = summarize(rows)
-    methods = list(dict.fromkeys(r.method for r in rows))
-    bits = sorted({r.bits for r in rows}, reverse=True)
-    table = [[m] + [format_accuracy(*summary[m, b]) for b in bits] for m in methods]
-    return markdown_table(["method"] + [bits_label(b) for b in bits], table)
-
-
-def write_results(rows: Sequence[EvalRow], folder: str | Path, title: str = "",
-                  plot_title: str | None = None) -> dict[str, Path]:
-    """Write ``results.csv``, ``summary.md`` and ``accuracy_vs_bits.png`` (if matplotlib).
-
-    Args:
-        rows: the accuracies.
-        folder: where to write.
-        title: the heading of ``summary.md`` (and of the plot by default).
-        plot_title: a shorter title for the plot.
-
-    Returns:
-        The paths written, by kind.
-    """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = {"csv": folder / "results.csv", "markdown": folder / "summary.md"}
-    with atomic_path(paths["csv"]) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["arch", "method", "bits", "accuracy"])
-        writer.writerows([r.arch, r.method, r.bits, f"{r.accuracy:.5f}"] for r in rows)
-    with atomic_path(paths["markdown"]) as tmp:
-        tmp.write_text((f"{title}\n\n" if title else "") + markdown_summary(rows) + "\n")
-    plot = _plot(rows, folder / "accuracy_vs_bits.png", title if plot_title is None else plot_title)
-    if plot is not None:
-        paths["plot"] = plot
-    return paths
-
-
-def _plot(rows: Sequence[EvalRow], path: Path, title: str) -> Path | None:
-    plt = pyplot()
-    if plt is None:
-        return None
-    summary = summarize(rows)
-    bits = sorted({r.bits for r in rows}, reverse=True)
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for method in dict.fromkeys(r.method for r in rows):
-        means = [100 * summary[method, b][0] for b in bits]
-        errors = [100 * summary[method, b][1] for b in bits]
-        ax.errorbar(range(len(bits)), means, yerr=errors, marker="o", capsize=3, label=method)
-    ax.set_xticks(range(len(bits)), [bits_label(b) for b in bits])
-    ax.set_ylabel("top-1 accuracy (%)")
-    ax.set_xlabel("bit-width")
-    ax.set_title(textwrap.fill(title or "accuracy vs bit-width", 60), fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    return save_figure(fig, path)
 
 
 def regression_accuracy(ghn: GHN, images: Dataset, bits: int, archs: int = 5, seed: int = 0,

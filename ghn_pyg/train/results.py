@@ -28,8 +28,9 @@ from ..graph.bits import EVAL_BITS, FLOAT_BITS, bits_label
 from ..nn.ghn import GHN
 from ..plotting import pyplot, save_figure
 from ..report import markdown_table
-from .evaluate import (EvalRow, EvalSetup, ModuleArchs, evaluate_architecture,
-                       format_accuracy, setting_label, setup_key, summarize)
+from .evaluate import (EvalRow, EvalSetup, ModuleArchs, evaluate_architecture, setting_label,
+                       setup_key)
+from .tables import format_accuracy, summarize
 from .protocol import EvalProtocol
 from .reference import SGDReference
 
