@@ -253,7 +253,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown arms {unknown} of suite {args.suite}; choose from "
                      f"{', '.join(suite.arms)}")
-    if suite.reference is not None and suite.reference not in args.arms.split(","):
+    if (suite.reference is not None and not args.train_only
+            and suite.reference not in args.arms.split(",")):
         parser.error(f"suite {args.suite} needs its reference arm {suite.reference!r} in --arms")
     for key in ("steps", "val_archs", "images", "bn_batches", "calib_batches"):
         if getattr(args, key) < 1:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import time
 
-__all__ = ["cmd_graph", "cmd_zoo", "cmd_make_dataset"]
+from .arguments import input_shape
+
+__all__ = ["add_parsers", "cmd_graph", "cmd_zoo", "cmd_make_dataset"]
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
@@ -110,3 +112,45 @@ def cmd_make_dataset(args: argparse.Namespace) -> int:
         print(f"{job['space']}/{job['split']}: {len(data)} graphs in {data.processed_dir} "
               f"({data.bytes_per_graph() / 1024:.1f} KB per graph, {seconds:.1f} s)")
     return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """Register ``graph``, ``zoo`` and ``make-dataset`` (each with its handler)."""
+    graph = sub.add_parser("graph", help="trace a model and draw its architecture graph",
+                           description="Trace MODEL into an ArchGraph and draw it.")
+    graph.add_argument("model", help="torchvision:NAME or package.module:factory")
+    graph.add_argument("--out", required=True,
+                       help="output file: .dot (Graphviz text), .png, .svg or .pdf")
+    graph.add_argument("--input-shape", type=input_shape, default=None,
+                       help="input shape with batch dim, e.g. 1,3,32,32 (default: 32x32 RGB, "
+                            "or the model's minimum)")
+    graph.add_argument("--w-bits", type=int, default=32, help="weight bits of conv/linear layers")
+    graph.add_argument("--a-bits", type=int, default=32, help="input activation bits")
+    graph.add_argument("--first-last-8bit", action="store_true",
+                       help="keep the first and last layers at 8 bits")
+    graph.add_argument("--num-classes", type=int, default=None, help="classifier size")
+    graph.set_defaults(handler=cmd_graph)
+
+    zoo = sub.add_parser("zoo", help="trace the torchvision CNN zoo and print a table of graphs")
+    zoo.add_argument("--size", type=int, default=32, help="input height and width (default 32)")
+    zoo.add_argument("--s-max", type=int, default=50, help="virtual edge cutoff (default 50)")
+    zoo.add_argument("--models", nargs="+", default=None, metavar="NAME",
+                     help="trace only these torchvision models (default: the whole zoo)")
+    zoo.set_defaults(handler=cmd_zoo)
+
+    data = sub.add_parser(
+        "make-dataset", help="sample, trace and store an architecture-graph dataset",
+        description="Build (or resume) an ArchGraphDataset split. With --recipe, settings come "
+                    "from a JSON recipe (see graphs/) and every split it lists is built unless "
+                    "--split is given; command-line options override the recipe.")
+    data.add_argument("--recipe", help="JSON recipe file, e.g. graphs/efficient-fmnist.json")
+    data.add_argument("--space", help="architecture space (default efficient)")
+    data.add_argument("--split", help="train, val, test, wide, deep, nobn or torchvision")
+    data.add_argument("--size", type=int, help="number of architectures")
+    data.add_argument("--root", help="dataset folder")
+    data.add_argument("--seed", type=int, help="base seed (default 0)")
+    data.add_argument("--in-shape", type=input_shape, help="input C,H,W (default 1,28,28)")
+    data.add_argument("--num-classes", type=int, help="classifier size (default 10)")
+    data.add_argument("--shard-size", type=int, help="graphs per shard file (default 1000)")
+    data.add_argument("--workers", type=int, default=0, help="build processes (default 0: inline)")
+    data.set_defaults(handler=cmd_make_dataset)

@@ -7,7 +7,8 @@ import dataclasses
 import time
 
 
-__all__ = ["cmd_init_study", "cmd_qat"]
+
+__all__ = ["add_parsers", "cmd_init_study", "cmd_qat"]
 
 
 def cmd_init_study(args: argparse.Namespace) -> int:
@@ -78,3 +79,54 @@ def cmd_qat(args: argparse.Namespace) -> int:
         torch.save(model.state_dict(), tmp)
     print(f"wrote {out / 'qat.csv'}, {out / 'model.pt'}")
     return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """Register ``init-study`` and ``qat`` (each with its handler)."""
+    study = sub.add_parser(
+        "init-study", help="initializers vs quantization robustness across block families",
+        description="For each block family x initializer x seed: initialise, train in float on "
+                    "Fashion-MNIST, then quantize post-training (W8A8, W4A4, W2A2, W8 weights "
+                    "only). Resumable: finished runs in OUT/runs.csv are skipped.")
+    study.add_argument("--preset", choices=("smoke", "full"), default="smoke")
+    study.add_argument("--families", nargs="+", default=None, help="override the preset's")
+    study.add_argument("--inits", nargs="+", default=None, help="override the preset's")
+    study.add_argument("--seeds", type=int, default=None)
+    study.add_argument("--epochs", type=int, default=None)
+    study.add_argument("--qat-archs", type=int, default=None,
+                       help="unseen efficient test architectures trained with QAT from each "
+                            "start (0 skips; default: the preset's)")
+    study.add_argument("--qat-inits", nargs="+", default=None, help="QAT starting points")
+    study.add_argument("--qat-epochs", type=int, default=None)
+    study.add_argument("--qat-bits", type=int, default=None)
+    study.add_argument("--data", default="fashion-mnist", help="fashion-mnist or synthetic")
+    study.add_argument("--data-root", default=None)
+    study.add_argument("--out", default="results/init-study")
+    study.set_defaults(handler=cmd_init_study)
+
+    qat = sub.add_parser(
+        "qat", help="quantization-aware training of one CNN from a chosen initialization",
+        description="Initialise a network (a random initializer, or the shipped GHN / GHN-QAT's "
+                    "prediction for the target bits), then train it with its conv and linear "
+                    "layers fake-quantized, printing test top-1 before training and after "
+                    "every epoch. Writes OUT/qat.csv and OUT/model.pt.")
+    source = qat.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="torchvision:NAME or package.module:factory")
+    source.add_argument("--spec", help="JSON file of an architecture-space spec")
+    qat.add_argument("--init", default="ghn-qat",
+                     help="ghn-qat, ghn, or a ghn_pyg.inits name (he, default, orthogonal, ...)")
+    qat.add_argument("--bits", type=int, default=4, help="weight and activation bits (2..8)")
+    qat.add_argument("--epochs", type=int, default=3)
+    qat.add_argument("--first-last-8bit", action="store_true")
+    qat.add_argument("--lr", type=float, default=0.05, help="SGD learning rate (cosine schedule)")
+    qat.add_argument("--batch-size", type=int, default=128)
+    qat.add_argument("--target", type=float, default=None,
+                     help="report the first epoch reaching this top-1 (%%)")
+    qat.add_argument("--data", default="fashion-mnist", help="fashion-mnist, cifar10 or synthetic")
+    qat.add_argument("--data-root", default=None)
+    qat.add_argument("--max-train-images", type=int, default=None)
+    qat.add_argument("--max-test-images", type=int, default=None)
+    qat.add_argument("--seed", type=int, default=0)
+    qat.add_argument("--device", default="cpu")
+    qat.add_argument("--out", default="results/qat", help="output folder")
+    qat.set_defaults(handler=cmd_qat)

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["cmd_train", "cmd_eval", "cmd_predict", "cmd_demo", "DEMO_TORCHVISION"]
+from ..train.config import add_config_arguments
+from .arguments import (DEMO_BN_BATCHES, DEMO_CALIB_BATCHES, add_protocol_arguments,
+                        input_shape, protocol_from_args)
+
+__all__ = ["add_parsers", "cmd_train", "cmd_eval", "cmd_predict", "cmd_demo", "DEMO_TORCHVISION"]
 
 DEMO_TORCHVISION = ("resnet18", "mobilenet_v2")
 
@@ -85,7 +89,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
                          args.data_root or first.get("data_root"), synthetic_shape=in_shape)
     if tuple(images.shape) != in_shape:
         raise ValueError(f"test images are {images.shape}, architectures take {in_shape}")
-    from ..cli import protocol_from_args
     from ..train.evaluate import evaluate_split
 
     protocol = protocol_from_args(args)
@@ -137,7 +140,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from ..cli import protocol_from_args
     from ..data import load_images, split_models
     from ..nn import GHN
     from ..spaces import TorchvisionSpace
@@ -172,3 +174,88 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(markdown_summary([r for r in rows if r.arch == name]))
     print("\nwrote " + ", ".join(str(p) for p in paths.values()))
     return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """Register ``train``, ``eval``, ``demo`` and ``predict`` (each with its handler)."""
+    train = sub.add_parser(
+        "train", help="train a GHN (float) or finetune it with quantization (GHN-QAT)",
+        description="Train a GHN. Settings: defaults < --config FILE (JSON/YAML) < flags. "
+                    "Float pretraining unless --bits is given (e.g. --bits 8,4,2 for GHN-QAT, "
+                    "usually with --init-ckpt of a float run). Under torchrun it trains with DDP.")
+    train.add_argument("--config", help="JSON or YAML file of settings")
+    train.add_argument("--resume", action="store_true",
+                       help="continue from OUT/last.pt exactly, with its saved settings (only "
+                            "steps, lr, logging, checkpoint cadence, device and paths may be "
+                            "given anew)")
+    train.add_argument("--overwrite", action="store_true",
+                       help="replace the run in OUT (its files are moved to OUT/replaced-TIME/)")
+    add_config_arguments(train)
+    train.set_defaults(handler=cmd_train)
+
+    evaluate = sub.add_parser(
+        "eval", help="accuracy of GHN-predicted vs random parameters per bit-width",
+        description="Evaluate every architecture of a split on the test images: the GHNs' "
+                    "predictions and random initializations, at each bit-width, under an "
+                    "evaluation protocol (default calibrated: BN statistics and activation ranges "
+                    "fixed on training images; ghn2: per-test-batch statistics and ranges). "
+                    "Writes results.csv, summary.md and accuracy_vs_bits.png.")
+    evaluate.add_argument("--ckpt", action="append", required=True, metavar="[NAME=]PATH",
+                          help="GHN or training checkpoint, or a shipped name (ghn-fmnist, "
+                               "ghn-qat-fmnist); repeat for several (e.g. GHN=a.pt GHN-QAT=b.pt)")
+    evaluate.add_argument("--graphs", help="architecture dataset root (default: the checkpoint's)")
+    evaluate.add_argument("--space", help="architecture space (default: the checkpoint's)")
+    evaluate.add_argument("--split", default="test", help="architecture split (default test)")
+    evaluate.add_argument("--size", type=int, default=500, help="split size (default 500)")
+    evaluate.add_argument("--graph-seed", type=int, default=None, help="architecture seed")
+    evaluate.add_argument("--in-shape", type=input_shape, default=None, help="C,H,W")
+    evaluate.add_argument("--num-classes", type=int, default=None)
+    evaluate.add_argument("--data", default=None, help="image dataset (default: the checkpoint's)")
+    evaluate.add_argument("--data-root", default=None)
+    evaluate.add_argument("--bits", default="32,8,4,2", help="bit-widths (default 32,8,4,2)")
+    evaluate.add_argument("--baselines", default="default,he,xavier",
+                          help="random initializers to compare with (ghn_pyg.inits names)")
+    evaluate.add_argument("--sgd-epochs", type=int, default=0,
+                          help="also train each network with SGD for N epochs (reference)")
+    evaluate.add_argument("--max-train-images", type=int, default=None,
+                          help="training images for --sgd-epochs (default all)")
+    add_protocol_arguments(evaluate)
+    evaluate.add_argument("--max-archs", type=int, default=None)
+    evaluate.add_argument("--max-images", type=int, default=None)
+    evaluate.add_argument("--batch-size", type=int, default=256)
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--device", default="cpu")
+    evaluate.add_argument("--out", default="results/eval", help="output folder")
+    evaluate.set_defaults(handler=cmd_eval)
+
+    demo = sub.add_parser(
+        "demo", help="the main job: shipped GHN and GHN-QAT vs random init on Fashion-MNIST",
+        description="Predict parameters with the shipped float GHN and GHN-QAT for unseen test "
+                    "architectures of the efficient space and for resnet18 and mobilenet_v2 "
+                    "(1x28x28, 10 classes); evaluate on Fashion-MNIST test images at 32, 8, 4 "
+                    "and 2 bits against He-initialised networks under the calibrated protocol "
+                    "(fewer calibration batches than the results tables).")
+    demo.add_argument("--archs", type=int, default=10, help="unseen efficient architectures")
+    demo.add_argument("--max-images", type=int, default=1000,
+                      help="test images per evaluation (the results tables use all 10,000)")
+    add_protocol_arguments(demo, bn_batches=DEMO_BN_BATCHES, calib_batches=DEMO_CALIB_BATCHES)
+    demo.add_argument("--data-root", default=None, help="Fashion-MNIST folder")
+    demo.add_argument("--torchvision", nargs="*", default=None, metavar="NAME",
+                      help="torchvision models to add (default resnet18 mobilenet_v2)")
+    demo.add_argument("--out", default="results/demo", help="output folder")
+    demo.set_defaults(handler=cmd_demo)
+
+    predict = sub.add_parser("predict", help="predict the parameters of one network",
+                             description="Predict all parameters of a network with a GHN.")
+    predict.add_argument("--ckpt", required=True,
+                         help="GHN or training checkpoint, or a shipped name (ghn-qat-fmnist)")
+    source = predict.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="torchvision:NAME or package.module:factory")
+    source.add_argument("--spec", help="JSON file of an architecture-space spec")
+    predict.add_argument("--bits", type=int, default=32, help="bits of every conv/linear layer")
+    predict.add_argument("--first-last-8bit", action="store_true")
+    predict.add_argument("--input-shape", type=input_shape, default=None,
+                         help="1,C,H,W (default: the checkpoint's training input)")
+    predict.add_argument("--num-classes", type=int, default=None)
+    predict.add_argument("--out", required=True, help="output .pt file of {name: tensor}")
+    predict.set_defaults(handler=cmd_predict)
