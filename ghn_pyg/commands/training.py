@@ -55,59 +55,82 @@ def _checkpoint_settings(path: str) -> dict:
         return {}
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
-    import warnings as _warnings
+#: ``eval`` flags that fall back on the first checkpoint's training setting, then a default.
+_EVAL_FALLBACKS: dict[str, tuple[str, object]] = {
+    "in_shape": ("in_shape", (1, 28, 28)), "space": ("space", "efficient"),
+    "graphs": ("graphs", "graphs/efficient-fmnist"), "graph_seed": ("graph_seed", 0),
+    "num_classes": ("num_classes", 10), "data": ("data", "fashion-mnist"),
+    "data_root": ("data_root", None)}
 
-    from ..data import ArchGraphDataset, load_images
+
+def _load_ghns(checkpoints: list[str]) -> tuple[dict, dict]:
+    """``{name: GHN}`` and ``{name: training settings}`` of ``--ckpt [NAME=]PATH`` items."""
     from ..nn import GHN
-    from ..train.tables import markdown_summary, write_results
 
     ghns, trained = {}, {}
-    for i, item in enumerate(args.ckpt):
+    for i, item in enumerate(checkpoints):
         name, sep, path = item.partition("=")
         if not sep:
-            name, path = ("GHN" if len(args.ckpt) == 1 else f"GHN{i + 1}"), item
+            name, path = ("GHN" if len(checkpoints) == 1 else f"GHN{i + 1}"), item
         ghns[name] = GHN.load_any(path)
         trained[name] = _checkpoint_settings(path)
-    first = next(iter(trained.values()))
-    bits = [int(b) for b in args.bits.split(",")]
+    return ghns, trained
+
+
+def _with_training_defaults(args: argparse.Namespace, trained: dict) -> argparse.Namespace:
+    """A copy of ``args`` whose unset :data:`_EVAL_FALLBACKS` flags take ``trained``'s
+    settings, else the defaults."""
+    out = argparse.Namespace(**vars(args))
+    for flag, (key, default) in _EVAL_FALLBACKS.items():
+        if getattr(args, flag) is None:
+            setattr(out, flag, trained.get(key, default))
+    out.in_shape = tuple(out.in_shape)
+    return out
+
+
+def _warn_about_settings(ghns: dict, bits: list[int], space: str, trained: dict) -> None:
+    """Warn when bits or the space differ from what the GHNs were trained with."""
+    import warnings
+
     for name, ghn in ghns.items():
         unseen = sorted(set(bits) - set(ghn.trained_bits or bits))
         if unseen:
-            _warnings.warn(f"{name} was trained with bits {list(ghn.trained_bits)}; evaluating "
-                           f"{unseen}: it predicts as for the nearest trained bit-width, and "
-                           "those parameters are quantized")
-    in_shape = tuple(args.in_shape or first.get("in_shape", (1, 28, 28)))
-    space = args.space or first.get("space", "efficient")
-    if first and space != first.get("space"):
-        _warnings.warn(f"evaluating on space {space!r}; the GHN was trained on {first.get('space')!r}")
-    archs = ArchGraphDataset(args.graphs or first.get("graphs", "graphs/efficient-fmnist"),
-                             space, args.split, args.size,
-                             args.graph_seed if args.graph_seed is not None else first.get("graph_seed", 0),
-                             in_shape, args.num_classes or first.get("num_classes", 10))
-    images = load_images(args.data or first.get("data", "fashion-mnist"), "test",
-                         args.data_root or first.get("data_root"), synthetic_shape=in_shape)
-    if tuple(images.shape) != in_shape:
-        raise ValueError(f"test images are {images.shape}, architectures take {in_shape}")
-    from ..train.evaluate import evaluate_split
+            warnings.warn(f"{name} was trained with bits {list(ghn.trained_bits)}; evaluating "
+                          f"{unseen}: it predicts as for the nearest trained bit-width, and "
+                          "those parameters are quantized")
+    if trained and space != trained.get("space"):
+        warnings.warn(f"evaluating on space {space!r}; the GHN was trained on "
+                      f"{trained.get('space')!r}")
 
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from ..data import ArchGraphDataset, first_items, load_images
+    from ..train.evaluate import evaluate_split
+    from ..train.tables import markdown_summary, write_results
+
+    ghns, trained = _load_ghns(args.ckpt)
+    first = next(iter(trained.values()))
+    opts = _with_training_defaults(args, first)
+    bits = [int(b) for b in args.bits.split(",")]
+    _warn_about_settings(ghns, bits, opts.space, first)
+    archs = ArchGraphDataset(opts.graphs, opts.space, args.split, args.size, opts.graph_seed,
+                             opts.in_shape, opts.num_classes)
+    images = load_images(opts.data, "test", opts.data_root, synthetic_shape=opts.in_shape)
+    if tuple(images.shape) != opts.in_shape:
+        raise ValueError(f"test images are {images.shape}, architectures take {opts.in_shape}")
     protocol = protocol_from_args(args)
     train_images = None
     if args.sgd_epochs > 0 or protocol.needs_training_images:
-        from ..data import first_items
-
-        train_images = load_images(args.data or first.get("data", "fashion-mnist"), "train",
-                                   args.data_root or first.get("data_root"),
-                                   synthetic_shape=in_shape)
-        if args.max_train_images is not None:
-            train_images = first_items(train_images, args.max_train_images)
+        train_images = first_items(load_images(opts.data, "train", opts.data_root,
+                                               synthetic_shape=opts.in_shape),
+                                   args.max_train_images)
     rows = evaluate_split(archs, images, ghns, bits, args.baselines.split(","), args.max_archs,
                           args.max_images, args.batch_size, args.seed, args.device,
                           sgd_epochs=args.sgd_epochs, train_images=train_images,
                           protocol=protocol, per_channel=not args.per_tensor,
                           first_last_8bit=args.first_last_8bit)
-    title = (f"{space}/{args.split}: {len({r.arch for r in rows})} architectures, top-1 (%); "
-             f"{protocol.describe()}")
+    title = (f"{opts.space}/{args.split}: {len({r.arch for r in rows})} architectures, top-1 "
+             f"(%); {protocol.describe()}")
     paths = write_results(rows, args.out, title)
     print(title)
     print(markdown_summary(rows))
