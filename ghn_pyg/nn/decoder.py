@@ -294,39 +294,49 @@ class ParameterDecoder(nn.Module):
             key = (target.kind, _padded(target.shape) if target.kind == "weight"
                    else math.prod(target.shape), target.depthwise)
             groups.setdefault(key, []).append(t)
-        weight_groups = [(key, m) for key, m in groups.items() if key[0] == "weight"]
-        vector_groups = [(key, m) for key, m in groups.items() if key[0] != "weight"]
         decoded: list[Tensor | None] = [None] * len(targets)
-        # the nodes' factors in one call per decoder, then split group by group
+        self._decode_weights([(k, m) for k, m in groups.items() if k[0] == "weight"], h,
+                             targets, decoded, into)
+        self._decode_vectors([(k, m) for k, m in groups.items() if k[0] != "weight"], h,
+                             targets, decoded, into)
+        out: list[dict[str, Tensor]] = [{} for _ in range(batch.num_graphs)]
+        for target, value in zip(targets, decoded):
+            out[target.graph][target.name] = value
+        return out
+
+    def _decode_weights(self, groups: list[tuple[tuple, list[int]]], h: Tensor,
+                        targets: list[ParamTarget], decoded: list[Tensor | None],
+                        into: Sequence[dict[str, Tensor]] | None) -> None:
+        """Weights, one :meth:`WeightDecoder.combine` per (shape, depthwise) group; each
+        tensor tiled from its own core (so its gradient sums into that core alone)."""
         for (_, size, depthwise), members, u, v, s in zip(
-                *_grouped(weight_groups, h, targets, self.weights.factors)):
-            # normalised before tiling; tiled per tensor, so that each tensor's
-            # gradient is summed into its own core without stacking the group's
+                *_grouped(groups, h, targets, self.weights.factors)):
+            # normalised before tiling
             scale = math.sqrt((1.0 if depthwise else 2.0) / math.prod(size[1:])) \
                 if self.normalize else 1.0
             cores = self.weights.combine(u, v, s, size, scale)
             for t, core in zip(members, cores.unbind(0)):
                 if into is None:
                     decoded[t] = tile(core, size).reshape(targets[t].shape)
+                    continue
+                destination = decoded[t] = _destination(into, targets[t])
+                if destination.is_contiguous():
+                    tile(core, size, out=destination.view(size))
                 else:
-                    destination = _destination(into, targets[t])
-                    decoded[t] = destination
-                    if destination.is_contiguous():
-                        tile(core, size, out=destination.view(size))
-                    else:
-                        destination.copy_(tile(core, size).view(destination.shape))
+                    destination.copy_(tile(core, size).view(destination.shape))
+
+    def _decode_vectors(self, groups: list[tuple[tuple, list[int]]], h: Tensor,
+                        targets: list[ParamTarget], decoded: list[Tensor | None],
+                        into: Sequence[dict[str, Tensor]] | None) -> None:
+        """Norm weights and biases, one slice of the vector heads per (kind, length)."""
         for (kind, length, _), members, heads in zip(
-                *_grouped(vector_groups, h, targets, lambda x: (self.vectors.heads_of(x),))):
+                *_grouped(groups, h, targets, lambda x: (self.vectors.heads_of(x),))):
             values = self.vectors.select(heads, length, kind)
             if self.normalize:
                 values = self._squash(values, kind)
             for t, value in zip(members, values.unbind(0)):
-                decoded[t] = value.reshape(targets[t].shape) if into is None else \
-                    _destination(into, targets[t]).copy_(value.reshape(targets[t].shape))
-        out: list[dict[str, Tensor]] = [{} for _ in range(batch.num_graphs)]
-        for target, value in zip(targets, decoded):
-            out[target.graph][target.name] = value
-        return out
+                value = value.reshape(targets[t].shape)
+                decoded[t] = value if into is None else _destination(into, targets[t]).copy_(value)
 
     def _squash(self, values: Tensor, kind: str) -> Tensor:
         """Norm weights into (0, 2), biases into (-bias_range, bias_range); a slope of 1
