@@ -334,11 +334,21 @@ def quantize(model: nn.Module, spec: QuantSpec | None = None,
     fold_bn = spec.fold_bn if fold_bn is None else fold_bn
     graph, fx_graph = trace_with_fx(model, input_shape, spec)
     module = fx.GraphModule(model, fx_graph, class_name=f"Quantized{type(model).__name__}")
-    bits = _layer_bits(graph)
+    folded = _fold_batch_norms(module, bn) if fold_bn else {}
+    layers = _wrap_modules(module, _layer_bits(graph), bn, folded, spec.per_channel,
+                           learnable_scales)
+    module.graph.lint()
+    module.recompile()
+    param_shapes = {n: p.shape for n, p in model.named_parameters()}
+    return QuantizedModel(module, graph, layers, param_shapes, bn)
+
+
+def _wrap_modules(module: fx.GraphModule, bits: dict[str, tuple[int, int]], bn: BNMode,
+                  folded: dict[str, tuple[nn.Module, BNMode]], per_channel: bool,
+                  learnable_scales: bool) -> dict[str, QuantLayer]:
+    """Replace, in ``module``, conv/linear layers by :class:`QuantLayer`, batch norms by
+    :class:`BatchNormRunner`, and drop dropout nodes; returns the quantized layers."""
     layers: dict[str, QuantLayer] = {}
-    folded: dict[str, tuple[nn.Module, BNMode]] = {}
-    if fold_bn:
-        folded = _fold_batch_norms(module, bn)
     for node in list(module.graph.nodes):
         if node.op != "call_module":
             continue
@@ -360,14 +370,11 @@ def quantize(model: nn.Module, spec: QuantSpec | None = None,
                     f"layer {node.target!r} ({type(sub).__name__}) is a {primitive} but not an "
                     "nn.ConvNd/nn.Linear subclass, so it cannot be fake-quantized; keep it at "
                     "32 bits with QuantSpec(layers={name: 32})")
-            layer = QuantLayer(sub, w_bits, a_bits, spec.per_channel, learnable_scales,
+            layer = QuantLayer(sub, w_bits, a_bits, per_channel, learnable_scales,
                                folded.get(node.target)).to(module_device(sub))
             module.add_submodule(node.target, layer)
             layers[node.target] = layer
-    module.graph.lint()
-    module.recompile()
-    param_shapes = {n: p.shape for n, p in model.named_parameters()}
-    return QuantizedModel(module, graph, layers, param_shapes, bn)
+    return layers
 
 
 def _check_bn_mode(mode: str) -> None:
