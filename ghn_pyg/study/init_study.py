@@ -146,32 +146,48 @@ def run_study(config: StudyConfig, train: Dataset, test: Dataset, out: str | Pat
         if layer_handle.tell() == 0:
             layer_writer.writeheader()
         for family, init, seed in tqdm(jobs, desc="init study", disable=not progress):
-            spec = space.make_spec(family, config.depth, config.width)
-            with seeded(seed):
-                module = space.build(spec, in_shape[0], 10)
-            params = initial_params(init, module, in_shape, seed)
-            load_params(module, params)
-            start = _batch_stat_accuracy(module, test, in_shape)
-            trained = sgd_train(module, train, config.epochs, config.batch_size, config.lr, seed,
-                                reinit=False)
-            loader = DataLoader(test, batch_size=256)
-            results = ptq_evaluate(trained, loader, bits=((FLOAT_BITS, FLOAT_BITS), *_SETTINGS),
-                                   input_shape=(1, *in_shape), calibration_loader=DataLoader(
-                                       train, batch_size=256), progress=False)
-            weights = [p.detach() for n, p in trained.named_parameters() if p.dim() > 1]
-            absmax = statistics.fmean(float(w.abs().max()) for w in weights)
-            std = statistics.fmean(float(w.std()) for w in weights)
+            start, params, trained, results = _one_run(
+                space, config, family, init, seed, train, test, in_shape)
             layer_writer.writerows(_layer_rows((family, init, seed), params, trained, results))
             layer_handle.flush()  # before the run's rows: a finished run has its layers
-            fp32 = results[0].accuracy
-            for r in results[1:]:
-                writer.writerow({"family": family, "init": init, "seed": seed, "setting": r.label,
-                                 "start_fp32": f"{start:.4f}", "end_fp32": f"{fp32:.4f}",
-                                 "accuracy": f"{r.accuracy:.4f}", "drop": f"{fp32 - r.accuracy:.4f}",
-                                 "qmse_w": f"{r.qmse_w:.3e}", "qmse_a": f"{r.qmse_a:.3e}",
-                                 "weight_absmax": f"{absmax:.4f}", "weight_std": f"{std:.4f}"})
+            writer.writerows(_run_rows((family, init, seed), start, trained, results))
             handle.flush()
     return path
+
+
+def _one_run(space: BlocksSpace, config: StudyConfig, family: str, init: str, seed: int,
+             train: Dataset, test: Dataset, in_shape: tuple[int, ...]
+             ) -> tuple[float, dict[str, torch.Tensor], nn.Module, list]:
+    """Initialise one network, record its start accuracy, train it in float and quantize
+    it post-training; returns (start top-1, initial params, trained net, PTQ results)."""
+    spec = space.make_spec(family, config.depth, config.width)
+    with seeded(seed):
+        module = space.build(spec, in_shape[0], 10)
+    params = initial_params(init, module, in_shape, seed)
+    load_params(module, params)
+    start = _batch_stat_accuracy(module, test, in_shape)
+    trained = sgd_train(module, train, config.epochs, config.batch_size, config.lr, seed,
+                        reinit=False)
+    results = ptq_evaluate(trained, DataLoader(test, batch_size=256),
+                           bits=((FLOAT_BITS, FLOAT_BITS), *_SETTINGS), input_shape=(1, *in_shape),
+                           calibration_loader=DataLoader(train, batch_size=256), progress=False)
+    return start, params, trained, results
+
+
+def _run_rows(run: tuple[str, str, int], start: float, trained: nn.Module,
+              results: list) -> list[dict[str, str]]:
+    """The ``runs.csv`` rows of one run: one per quantized setting (``results[0]`` is FP32)."""
+    family, init, seed = run
+    weights = [p.detach() for n, p in trained.named_parameters() if p.dim() > 1]
+    absmax = statistics.fmean(float(w.abs().max()) for w in weights)
+    std = statistics.fmean(float(w.std()) for w in weights)
+    fp32 = results[0].accuracy
+    return [{"family": family, "init": init, "seed": seed, "setting": r.label,
+             "start_fp32": f"{start:.4f}", "end_fp32": f"{fp32:.4f}",
+             "accuracy": f"{r.accuracy:.4f}", "drop": f"{fp32 - r.accuracy:.4f}",
+             "qmse_w": f"{r.qmse_w:.3e}", "qmse_a": f"{r.qmse_a:.3e}",
+             "weight_absmax": f"{absmax:.4f}", "weight_std": f"{std:.4f}"}
+            for r in results[1:]]
 
 
 def _keep_finished_layer_rows(path: Path, done: set[tuple[str, str, int]]) -> Path:
