@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence, Union
+from typing import Callable, Iterable, Mapping, Sequence, Union
 
 import torch
 from torch import Tensor, nn
@@ -15,7 +16,7 @@ from .quantizers import CalibrationMethod
 from .runner import QuantizedModel, module_device, quantize
 from .spec import FLOAT_BITS, QuantSpec
 
-__all__ = ["PTQResult", "ptq_evaluate", "weight_qmse"]
+__all__ = ["PTQResult", "ptq_evaluate", "weight_qmse", "count_correct"]
 
 BitsSetting = Union[int, tuple[int, int]]
 
@@ -126,6 +127,27 @@ def ptq_evaluate(model: nn.Module, loader: Iterable[Sequence[Tensor]],
     return results
 
 
+def count_correct(forward: Callable[[Tensor], Tensor], batches: Iterable[Sequence[Tensor]],
+                  device: torch.device | str = "cpu") -> tuple[int, int]:
+    """Top-1 hits and the number of images over ``(images, labels)`` batches.
+
+    Args:
+        forward: images [B, ...] on ``device`` -> logits [B, classes].
+        batches: ``(images, labels)`` pairs.
+        device: where images and labels go.
+
+    Returns:
+        ``(correct, total)``.
+    """
+    device = torch.device(device)
+    correct = total = 0
+    for images, labels in batches:
+        logits = forward(images.to(device))
+        correct += int((logits.argmax(dim=1) == labels.to(device)).sum())
+        total += labels.numel()
+    return correct, total
+
+
 @torch.no_grad()
 def _evaluate(qmodel: QuantizedModel, loader: Iterable[Sequence[Tensor]], w_bits: int,
               a_bits: int, max_batches: int | None, device: torch.device,
@@ -133,20 +155,19 @@ def _evaluate(qmodel: QuantizedModel, loader: Iterable[Sequence[Tensor]], w_bits
     for layer in qmodel.layers.values():
         layer.act_quant.track_error = True
         layer.act_quant.reset_error()
-    correct = total = 0
     w_mse: dict[str, float] = {}
-    label = bits_label(w_bits, a_bits)
+    seen_first = False
+
+    def forward(images: Tensor) -> Tensor:
+        nonlocal w_mse, seen_first
+        if not seen_first:  # weight errors once, on the first batch
+            w_mse, seen_first = weight_qmse(qmodel, images), True
+        return qmodel(images)
+
+    batches = tqdm(itertools.islice(loader, max_batches), desc=f"PTQ {bits_label(w_bits, a_bits)}",
+                   disable=not progress, leave=False)
     try:
-        for i, (images, labels) in enumerate(tqdm(loader, desc=f"PTQ {label}",
-                                                  disable=not progress, leave=False)):
-            if max_batches is not None and i >= max_batches:
-                break
-            images, labels = images.to(device), labels.to(device)
-            if i == 0:
-                w_mse = weight_qmse(qmodel, images)
-            logits = qmodel(images)
-            correct += int((logits.argmax(dim=1) == labels).sum())
-            total += labels.numel()
+        correct, total = count_correct(forward, batches, device)
     finally:
         for layer in qmodel.layers.values():
             layer.act_quant.track_error = False

@@ -17,6 +17,7 @@ from ..graph.bits import EVAL_BITS
 from ..graph.tracer import trace
 from ..inits import init_params
 from ..nn.ghn import GHN
+from ..quant.ptq import count_correct
 from ..quant.runner import QuantizedModel, quantize
 from ..quant.spec import QuantSpec, annotate
 from .protocol import EvalProtocol, resolve_protocol
@@ -68,12 +69,7 @@ def top1(runner: QuantizedModel, params: dict[str, torch.Tensor] | None, loader:
          device: torch.device | str = "cpu") -> float:
     """Top-1 accuracy (a fraction) of ``runner`` with ``params`` (None: its own) on
     ``loader``'s ``(images, labels)`` batches."""
-    device = torch.device(device)
-    correct = total = 0
-    for images, labels in loader:
-        logits = runner(images.to(device), params)
-        correct += int((logits.argmax(1) == labels.to(device)).sum())
-        total += labels.numel()
+    correct, total = count_correct(lambda images: runner(images, params), loader, device)
     return correct / total
 
 
