@@ -14,15 +14,13 @@ from .bits import FLOAT_BITS
 from .ops import ACTIVATIONS, PRIMITIVES, QUANTIZABLE_OPS
 from .topology import levels, virtual_edges
 
-__all__ = ["ArchGraph", "BitAssigner", "NODE_FIELDS", "GRAPH_FIELDS"]
+__all__ = ["ArchGraph", "BitAssigner", "NODE_FIELDS"]
 
 #: Fields whose values are node indices and must be offset when graphs are batched.
 INDEX_FIELDS: frozenset[str] = frozenset({"edge_index", "dist_index"})
-#: Per-node fields (tensors of N rows, then the two per-node lists).
+#: Per-node fields (tensors of N rows, then the two per-node lists); see the class docstring.
 NODE_FIELDS: tuple[str, ...] = ("op", "act", "shape", "stride", "groups", "w_bits", "a_bits",
                                 "level_fw", "level_bw", "param_names", "param_shapes")
-#: Per-graph fields.
-GRAPH_FIELDS: tuple[str, ...] = ("name", "spec", "in_shape", "num_classes", "s_max")
 
 
 class ArchGraph(Data):
@@ -84,10 +82,11 @@ class ArchGraph(Data):
             ValueError: a node field of another length than ``op``.
         """
         n = int(op.numel())
-        lengths = {"act": len(act), "shape": len(shape), "stride": len(stride),
-                   "groups": len(groups), "param_names": len(param_names),
-                   "param_shapes": len(param_shapes)}
-        wrong = {k: v for k, v in lengths.items() if v != n}
+        given = dict(act=act, shape=shape, stride=stride, groups=groups, w_bits=w_bits,
+                     a_bits=a_bits, level_fw=level_fw, level_bw=level_bw,
+                     param_names=param_names, param_shapes=param_shapes)
+        wrong = {k: len(given[k]) for k in NODE_FIELDS[1:]
+                 if given[k] is not None and len(given[k]) != n}
         if wrong:
             raise ValueError(f"ArchGraph {name!r}: node fields of other lengths than op's {n}: "
                              f"{wrong}")
