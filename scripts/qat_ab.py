@@ -151,18 +151,22 @@ def val_models(count: int) -> list:
 
 
 def evaluate(name: str, ghn: GHN, args: argparse.Namespace, archs, images, train,
-             protocol_name: str = "calibrated") -> list[EvalRow]:
-    """Rows of ``ghn`` under ``protocol_name`` (cached by weights and settings)."""
+             protocol_name: str = "calibrated", first_last_8bit: bool = False) -> list[EvalRow]:
+    """Rows of ``ghn`` under ``protocol_name`` (cached by weights and settings); with
+    ``first_last_8bit`` the first and last layers stay at 8 bits below 8 bits."""
     protocol = (EvalProtocol("calibrated", args.bn_batches, args.calib_batches)
                 if protocol_name == "calibrated" else EvalProtocol(protocol_name))
-    key = f"{ghn_fingerprint({name: ghn})}-{protocol.key()}-{args.val_archs}-{args.images}"
+    setting = "-first-last-8bit" if first_last_8bit else ""
+    key = (f"{ghn_fingerprint({name: ghn})}-{protocol.key()}{setting}-{args.val_archs}-"
+           f"{args.images}")
     slug = re.sub(r"[^\w+.-]+", "_", name).strip("_")
-    cache = args.out / "cache" / f"{slug}-{protocol.name}.csv"
+    cache = args.out / "cache" / f"{slug}-{protocol.name}{setting}.csv"
     rows = read_cache(cache, key)
     if rows is None:
         rows = evaluate_split(archs, images, {name: ghn}, BITS, baselines=(),
                               max_images=args.images, train_images=train, protocol=protocol,
-                              device=args.device, progress=True)
+                              first_last_8bit=first_last_8bit, device=args.device,
+                              progress=True)
         write_cache(cache, key, rows)
     return rows
 
@@ -243,13 +247,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ghn2", action="store_true",
                         help="also evaluate under the ghn2 protocol (per-batch statistics and "
                              "ranges), to see the gap between the protocols")
+    parser.add_argument("--first-last-8bit-arms", default="",
+                        help="comma-separated arms (and, in suite qat, the float GHN) also "
+                             "evaluated with first and last layers at 8 bits (calibrated)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=Path("docs/results/qat-ab"))
     args = parser.parse_args(argv)
     suite = SUITES[args.suite]
     if args.arms is None:
         args.arms = ",".join(suite.arms)
-    unknown = [a for a in args.arms.split(",") if a not in suite.arms]
+    unknown = [a for a in args.arms.split(",") + args.first_last_8bit_arms.split(",")
+               if a and a not in suite.arms]
     if unknown:
         parser.error(f"unknown arms {unknown} of suite {args.suite}; choose from "
                      f"{', '.join(suite.arms)}")
@@ -280,6 +288,10 @@ def main(argv: list[str] | None = None) -> None:
         rows += evaluate(name, ghn, args, archs, images, train)
     ghn2_rows = [row for name, ghn in ghns.items() if args.ghn2
                  for row in evaluate(name, ghn, args, archs, images, train, "ghn2")]
+    end_names = [n for n in ghns if n == FLOAT or n in args.first_last_8bit_arms.split(",")]
+    end_rows = [row for name in end_names if args.first_last_8bit_arms
+                for row in evaluate(name, ghns[name], args, archs, images, train,
+                                    first_last_8bit=True)]
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "CPU"
     reference = suite.reference or FLOAT
     start_text = f" from `{Path(args.init).name}`" if suite.reference is None else ""
@@ -291,6 +303,8 @@ def main(argv: list[str] | None = None) -> None:
             + ab_table(rows, list(ghns), reference)
             + ("\n\nThe same under the `ghn2` protocol (each batch's statistics and ranges):\n\n"
                + ab_table(ghn2_rows, list(ghns), reference) if ghn2_rows else "")
+            + ("\n\nEvaluated with the first and last layers at 8 bits (`calibrated`):\n\n"
+               + ab_table(end_rows, end_names, reference) if end_rows else "")
             + "\n\nTraining (from each arm's `metrics.csv`, logged "
             "every 10 steps; network gradient: norm of the loss gradient w.r.t. the predicted "
             "parameters, before any clipping; loss: the last 10 logged steps):\n\n"
@@ -305,7 +319,8 @@ def main(argv: list[str] | None = None) -> None:
         writer = csv.writer(f)
         writer.writerow(["protocol", "arch", "method", "bits", "accuracy"])
         writer.writerows([protocol, r.arch, r.method, r.bits, r.accuracy]
-                         for protocol, part in (("calibrated", rows), ("ghn2", ghn2_rows))
+                         for protocol, part in (("calibrated", rows), ("ghn2", ghn2_rows),
+                                                ("calibrated-first-last-8bit", end_rows))
                          for r in part)
     print(text)
     print(f"total {time.perf_counter() - start:.0f} s")

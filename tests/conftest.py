@@ -33,10 +33,6 @@ def registry_guard():
     """Restore the op registries after a test that registers its own types."""
     from ghn_pyg.graph import ops
 
-    saved = (dict(ops._MODULE_OPS), dict(ops._MODULE_ACTS), set(ops._MODULE_PASSTHROUGH),
-             dict(ops.FUNCTION_ACTS), set(ops.FUNCTION_PASSTHROUGH), list(ops.PRIMITIVES))
+    saved = ops.snapshot_registries()
     yield
-    for live, old in zip((ops._MODULE_OPS, ops._MODULE_ACTS, ops._MODULE_PASSTHROUGH,
-                          ops.FUNCTION_ACTS, ops.FUNCTION_PASSTHROUGH, ops.PRIMITIVES), saved):
-        live.clear()
-        live.update(old) if not isinstance(live, list) else live.extend(old)
+    ops.restore_registries(saved)

@@ -316,23 +316,24 @@ def test_checkpoints_older_than_the_output_range_settings_still_load(tmp_path):
     assert GHN(hid=8).load_weights(tmp_path / "old.pt") is not None
 
 
-def test_a_ghn_keeps_its_vocabulary_and_names_ops_it_never_saw(tmp_path):
-    from ghn_pyg.graph.ops import PRIMITIVES, register_primitive
+def test_a_ghn_keeps_its_vocabulary_and_names_ops_it_never_saw(tmp_path, registry_guard):
+    from ghn_pyg.graph.ops import (ACTIVATIONS, PRIMITIVES, register_activation_name,
+                                   register_primitive)
 
     torch.manual_seed(0)
     ghn = GHN(hid=8)
     built_with = ghn.vocab
     graph = zoo_graph("resnet18")
     new_id = register_primitive("octave_conv")
-    try:
-        assert ghn.vocab == built_with and "octave_conv" not in ghn.vocab.primitives
-        saved = GHN.load(ghn.save(tmp_path / "ghn.pt"))
-        assert saved.vocab == built_with  # the vocabulary it was built with, not today's
-        strange = copy.copy(graph)
-        strange.op = graph.op.clone()
-        strange.op[3] = new_id
-        with pytest.raises(ValueError, match="op 'octave_conv' unknown to this GHN"):
-            ghn(strange)
-        assert GHN(hid=8).vocab.primitives[-1] == "octave_conv"
-    finally:
-        PRIMITIVES.remove("octave_conv")
+    assert register_primitive("octave_conv") == new_id == len(PRIMITIVES) - 1
+    assert ACTIVATIONS[register_activation_name("star_relu")] == "star_relu"
+    assert not hasattr(PRIMITIVES, "append")  # only register_* changes the vocabulary
+    assert ghn.vocab == built_with and "octave_conv" not in ghn.vocab.primitives
+    saved = GHN.load(ghn.save(tmp_path / "ghn.pt"))
+    assert saved.vocab == built_with  # the vocabulary it was built with, not today's
+    strange = copy.copy(graph)
+    strange.op = graph.op.clone()
+    strange.op[3] = new_id
+    with pytest.raises(ValueError, match="op 'octave_conv' unknown to this GHN"):
+        ghn(strange)
+    assert GHN(hid=8).vocab.primitives[-1] == "octave_conv"

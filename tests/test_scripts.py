@@ -136,14 +136,16 @@ def test_qat_ab_trains_every_arm_then_writes_its_table(tmp_path):
     out = tmp_path / "ab"
     bad = run_qat_ab(tmp_path, out, "--ghn2", "--arms", "old,best")
     assert bad.returncode == 2 and "unknown arms ['best']" in bad.stderr
-    done = run_qat_ab(tmp_path, out, "--ghn2", "--arms", "old,all")
+    done = run_qat_ab(tmp_path, out, "--ghn2", "--arms", "old,all", "--first-last-8bit-arms", "all")
     assert done.returncode == 0, done.stderr[-2000:]
     table = (out / "ab.md").read_text()
     for line in ("| float GHN (start) |", "| old ", "| all ", "Δ W4A4", "`all`: `--bits 32,8,4,2"):
         assert line in table
     assert "under the `ghn2` protocol" in table and "| GHN grad median |" in table
-    assert (out / "runs" / "all" / "last.pt").is_file() and len(list((out / "cache").glob("*.csv"))) == 6
-    again = run_qat_ab(tmp_path, out, "--ghn2", "--arms", "old,all")
+    end_table = table.split("first and last layers at 8 bits")[1].split("Training")[0]
+    assert "| all " in end_table and "| old " not in end_table and "float GHN" in end_table
+    assert (out / "runs" / "all" / "last.pt").is_file() and len(list((out / "cache").glob("*.csv"))) == 8
+    again = run_qat_ab(tmp_path, out, "--ghn2", "--arms", "old,all", "--first-last-8bit-arms", "all")
     assert again.returncode == 0 and "training from step" not in again.stdout
     assert (out / "ab.md").read_text().split("Command:")[0] == table.split("Command:")[0]
 

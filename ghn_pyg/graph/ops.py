@@ -18,7 +18,7 @@ Registered module types are leaves of the torch.fx tracer: it does not look insi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Union
+from typing import Any, Callable, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +28,10 @@ from ..errors import GraphBuildError
 
 __all__ = [
     "Vocabulary",
+    "vocabulary",
+    "register_activation_name",
+    "snapshot_registries",
+    "restore_registries",
     "PRIMITIVES",
     "ACTIVATIONS",
     "QUANTIZABLE_OPS",
@@ -40,43 +44,19 @@ __all__ = [
     "lookup_module",
 ]
 
-#: Node primitives; the position in this list is the ``op`` id stored in graphs.
+#: The built-in node primitives; the position is the ``op`` id stored in graphs.
 #: ``act`` is a standalone activation, used only where folding it into its input node
 #: would be wrong (the raw value is also used elsewhere, or two activations in a row).
-PRIMITIVES: list[str] = [
-    "input",
-    "conv",
-    "dw_conv",
-    "group_conv",
-    "linear",
-    "batch_norm",
-    "layer_norm",
-    "group_norm",
-    "max_pool",
-    "avg_pool",
-    "global_avg_pool",
-    "add",
-    "mul",
-    "concat",
-    "act",
-]
+_BUILTIN_PRIMITIVES: tuple[str, ...] = (
+    "input", "conv", "dw_conv", "group_conv", "linear", "batch_norm", "layer_norm",
+    "group_norm", "max_pool", "avg_pool", "global_avg_pool", "add", "mul", "concat", "act",
+)
 
-#: Activation names; the position is the ``act`` id stored in graphs (0: none).
-ACTIVATIONS: list[str] = [
-    "none",
-    "relu",
-    "relu6",
-    "hardswish",
-    "silu",
-    "sigmoid",
-    "gelu",
-    "hardsigmoid",
-    "tanh",
-    "leaky_relu",
-    "elu",
-    "mish",
-    "softplus",
-]
+#: The built-in activation names; the position is the ``act`` id stored in graphs (0: none).
+_BUILTIN_ACTIVATIONS: tuple[str, ...] = (
+    "none", "relu", "relu6", "hardswish", "silu", "sigmoid", "gelu", "hardsigmoid", "tanh",
+    "leaky_relu", "elu", "mish", "softplus",
+)
 
 #: Primitives whose weights and input activations are fake-quantized.
 QUANTIZABLE_OPS: frozenset[str] = frozenset({"conv", "dw_conv", "group_conv", "linear"})
@@ -103,7 +83,7 @@ class Vocabulary:
     def current(cls, num_ops: int | None = None, num_acts: int | None = None) -> "Vocabulary":
         """The registered vocabulary now, optionally only its first ``num_ops`` ops and
         ``num_acts`` activations."""
-        return cls(tuple(PRIMITIVES[:num_ops]), tuple(ACTIVATIONS[:num_acts]))
+        return cls(_vocabulary.primitives[:num_ops], _vocabulary.activations[:num_acts])
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Vocabulary":
@@ -137,6 +117,42 @@ class Vocabulary:
         raise ValueError(f"{', '.join(names)}{where} unknown to this GHN, which knows "
                          f"{len(self.primitives)} ops ({', '.join(self.primitives)}); train "
                          "a GHN built after registering them")
+
+_vocabulary = Vocabulary(_BUILTIN_PRIMITIVES, _BUILTIN_ACTIVATIONS)
+
+
+def vocabulary() -> Vocabulary:
+    """The registered vocabulary now (immutable: registering makes a new one)."""
+    return _vocabulary
+
+
+class _Names(Sequence[str]):
+    """A read-only, always current view of one half of :func:`vocabulary`."""
+
+    def __init__(self, field: str) -> None:
+        self._field = field
+
+    def _names(self) -> tuple[str, ...]:
+        return getattr(_vocabulary, self._field)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        return self._names()[index]
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+    def __eq__(self, other: object) -> bool:
+        return list(self._names()) == list(other) if isinstance(other, (list, tuple, _Names)) \
+            else NotImplemented
+
+    def __repr__(self) -> str:
+        return repr(list(self._names()))
+
+
+#: Node primitives by ``op`` id (a read-only view; add names with :func:`register_primitive`).
+PRIMITIVES: Sequence[str] = _Names("primitives")
+#: Activation names by ``act`` id, 0 is none (read-only; see :func:`register_activation_name`).
+ACTIVATIONS: Sequence[str] = _Names("activations")
 
 _MODULE_OPS: dict[type, OpRule] = {}
 _MODULE_ACTS: dict[type, str] = {}
@@ -177,14 +193,40 @@ def activation_id(name: str) -> int:
 
 
 def register_primitive(name: str) -> int:
-    """Append a new primitive to the vocabulary (idempotent) and return its id.
+    """Add a primitive to the vocabulary (idempotent) and return its id.
 
-    GHNs size their op embedding from ``len(PRIMITIVES)`` when they are built, so
-    register primitives before creating a GHN.
+    GHNs size their op embedding from the vocabulary when they are built (and keep that
+    :class:`Vocabulary`), so register primitives before creating a GHN.
     """
-    if name not in PRIMITIVES:
-        PRIMITIVES.append(name)
-    return PRIMITIVES.index(name)
+    global _vocabulary
+    if name not in _vocabulary.primitives:
+        _vocabulary = Vocabulary(_vocabulary.primitives + (name,), _vocabulary.activations)
+    return _vocabulary.primitives.index(name)
+
+
+def register_activation_name(name: str) -> int:
+    """Add an activation name to the vocabulary (idempotent) and return its id; then map
+    modules or functions to it with :func:`register_activation`."""
+    global _vocabulary
+    if name not in _vocabulary.activations:
+        _vocabulary = Vocabulary(_vocabulary.primitives, _vocabulary.activations + (name,))
+    return _vocabulary.activations.index(name)
+
+
+def snapshot_registries() -> tuple:
+    """Everything the ``register_*`` functions change, for :func:`restore_registries`."""
+    return (_vocabulary, dict(_MODULE_OPS), dict(_MODULE_ACTS), set(_MODULE_PASSTHROUGH),
+            dict(FUNCTION_ACTS), set(FUNCTION_PASSTHROUGH))
+
+
+def restore_registries(saved: tuple) -> None:
+    """Undo every registration made since :func:`snapshot_registries` returned ``saved``."""
+    global _vocabulary
+    _vocabulary = saved[0]
+    for live, old in zip((_MODULE_OPS, _MODULE_ACTS, _MODULE_PASSTHROUGH, FUNCTION_ACTS,
+                          FUNCTION_PASSTHROUGH), saved[1:]):
+        live.clear()
+        live.update(old)
 
 
 def register_op(module_type: type, op: OpRule) -> None:
@@ -217,7 +259,8 @@ def register_activation(target: type | Callable | str, act: str) -> None:
     Args:
         target: an ``nn.Module`` subclass, a function such as ``torch.tanh``, or a
             tensor method name such as ``"tanh"``.
-        act: its name in :data:`ACTIVATIONS` (extend that list for new ones).
+        act: its name in :data:`ACTIVATIONS` (add new ones with
+            :func:`register_activation_name`).
     """
     activation_id(act)
     if isinstance(target, type):
