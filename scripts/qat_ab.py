@@ -82,6 +82,8 @@ ARMS = {
                              "--net-grad-clip 5 --range-images 128",
     "all+calib+first-last-8bit": "--bits 32,8,4,2 --seed-bits --collapse-guard "
                                  "--net-grad-clip 5 --range-images 128 --first-last-8bit",
+    "all+calib+w4-heavy": "--bits 32:1,8:1,4:4,2:1 --seed-bits --collapse-guard "
+                          "--net-grad-clip 5 --range-images 128",
 }
 #: Float training from scratch, common to every GHN-2 fidelity arm.
 FLOAT_BASE = ("--lr 1e-3 --warmup 50 --grad-clip 5 --seed 3 --meta-batch 8 --batch-size 64 "
