@@ -11,7 +11,7 @@ from torch import Tensor
 from torch_geometric.data import Data
 
 from .bits import FLOAT_BITS
-from .ops import ACTIVATIONS, PRIMITIVES, QUANTIZABLE_OPS
+from .ops import QUANTIZABLE_OPS, vocabulary
 from .topology import levels, virtual_edges
 
 __all__ = ["ArchGraph", "BitAssigner", "NODE_FIELDS"]
@@ -108,7 +108,8 @@ class ArchGraph(Data):
 
     def quantizable_nodes(self) -> list[int]:
         """The nodes whose op is quantizable (conv and linear layers), in order."""
-        return [v for v, op in enumerate(self.op.tolist()) if PRIMITIVES[op] in QUANTIZABLE_OPS]
+        names = vocabulary().primitives
+        return [v for v, op in enumerate(self.op.tolist()) if names[op] in QUANTIZABLE_OPS]
 
     def first_last(self) -> set[int]:
         """The first and the last quantizable node (empty without any)."""
@@ -146,11 +147,13 @@ class ArchGraph(Data):
 
     def op_names(self) -> list[str]:
         """Return the primitive name of every node."""
-        return [PRIMITIVES[i] for i in self.op.tolist()]
+        names = vocabulary().primitives
+        return [names[i] for i in self.op.tolist()]
 
     def act_names(self) -> list[str]:
         """Return the activation name of every node."""
-        return [ACTIVATIONS[i] for i in self.act.tolist()]
+        names = vocabulary().activations
+        return [names[i] for i in self.act.tolist()]
 
     def to_networkx(self) -> nx.DiGraph:
         """Return the DAG (``edge_index`` only) as a ``networkx.DiGraph``.

@@ -99,7 +99,7 @@ class Vocabulary:
         return (other.primitives[:len(self.primitives)] == self.primitives
                 and other.activations[:len(self.activations)] == self.activations)
 
-    def check_ids(self, op: Any, act: Any, graph_names: Any = None) -> None:
+    def check_ids(self, op: Any, act: Any) -> None:
         """Raise if any ``op``/``act`` id (CPU long tensors) lies outside this vocabulary.
 
         Raises:
@@ -113,8 +113,7 @@ class Vocabulary:
         names = [f"op {PRIMITIVES[i] if i < len(PRIMITIVES) else i!r}" for i in unknown_ops]
         names += [f"activation {ACTIVATIONS[i] if i < len(ACTIVATIONS) else i!r}"
                   for i in unknown_acts]
-        where = f" in {graph_names}" if graph_names else ""
-        raise ValueError(f"{', '.join(names)}{where} unknown to this GHN, which knows "
+        raise ValueError(f"{', '.join(names)} unknown to this GHN, which knows "
                          f"{len(self.primitives)} ops ({', '.join(self.primitives)}); train "
                          "a GHN built after registering them")
 

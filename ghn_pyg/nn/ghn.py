@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -22,8 +23,6 @@ __all__ = ["GHN", "CheckpointError", "PRETRAINED_DIR"]
 
 #: Folder of the checkpoints shipped with the package.
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
-#: Config keys added after the first checkpoints, with the values those were built with.
-_LATER_CONFIG = {"message_relu": False, "bias_range": 0.1, "bias_slope": 1.0, "norm_slope": 1.0}
 
 
 class GHN(nn.Module):
@@ -88,6 +87,13 @@ class GHN(nn.Module):
         for part in (self.encoder, self.gnn, self.norm, self.decoder):
             if hasattr(part, "reset_parameters"):
                 part.reset_parameters()
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """The constructor's default settings (a saved config lacking a key that was added
+        later was built with its default, which reproduces it)."""
+        return {name: p.default for name, p in inspect.signature(cls).parameters.items()
+                if p.default is not inspect.Parameter.empty}
 
     @property
     def trained_bits(self) -> tuple[int, ...] | None:
@@ -224,7 +230,7 @@ class GHN(nn.Module):
         """
         payload = ghn_payload(path, self.device)
         _check_payload(payload, path)
-        theirs = {**_LATER_CONFIG, **payload["config"]}
+        theirs = {**GHN.defaults(), **payload["config"]}
         diff = {k: (theirs.get(k), v) for k, v in self.config.items() if theirs.get(k) != v}
         if diff:
             details = ", ".join(f"{k}: checkpoint {a!r} vs this GHN {b!r}" for k, (a, b) in diff.items())

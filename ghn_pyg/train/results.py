@@ -91,20 +91,21 @@ class ResultRow:
     accuracy: float
 
 
-#: GHN settings that change predictions but not the weights' names or shapes, with
-#: their defaults (a fingerprint names only those that differ, so keys stay stable).
-_BEHAVIOUR_DEFAULTS = {"T": 1, "s_max": 50, "weight_norm": True, "message_relu": False,
-                       "bias_range": 0.1, "bias_slope": 1.0, "norm_slope": 1.0}
+#: GHN settings that change predictions but not the weights' names or shapes (a
+#: fingerprint names only those that differ from :meth:`GHN.defaults`, so keys stay stable).
+_BEHAVIOUR_SETTINGS = ("T", "s_max", "weight_norm", "message_relu", "bias_range", "bias_slope",
+                       "norm_slope")
 
 
 def ghn_fingerprint(ghns: dict[str, GHN]) -> str:
     """A short hash of the GHNs' names, weights, trained bits and the settings of
-    ``_BEHAVIOUR_DEFAULTS`` they change (a cache key)."""
+    ``_BEHAVIOUR_SETTINGS`` they change (a cache key)."""
     digest = hashlib.blake2b(digest_size=8)
+    defaults = GHN.defaults()
     for name, ghn in ghns.items():
         digest.update(f"{name}:{ghn.trained_bits}".encode())
-        changed = sorted((k, ghn.config.get(k, v)) for k, v in _BEHAVIOUR_DEFAULTS.items()
-                         if ghn.config.get(k, v) != v)
+        changed = sorted((k, ghn.config[k]) for k in _BEHAVIOUR_SETTINGS
+                         if ghn.config[k] != defaults[k])
         if changed:
             digest.update(repr(changed).encode())
         for key, value in ghn.state_dict().items():
