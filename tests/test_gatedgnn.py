@@ -11,6 +11,7 @@ from torch_geometric.data import Batch
 from ghn_pyg.graph.archgraph import ArchGraph
 from ghn_pyg.graph.topology import levels, virtual_edges
 from ghn_pyg.nn import GatedGNN
+from ghn_pyg.nn.sweep import level_sweep
 
 
 def random_dag(rng: torch.Generator, n: int, s_max: int) -> ArchGraph:
@@ -94,6 +95,12 @@ def test_bad_arguments():
     batch = Batch.from_data_list([random_dag(rng, 5, 3)])
     with pytest.raises(ValueError, match="run-time s_max"):
         GatedGNN(8, s_max=3)(torch.randn(5, 8), batch, s_max=4)
+    gnn = GatedGNN(8, s_max=3, message_relu=True)
+    schedule = gnn.schedules(batch)[0]
+    tensors = [torch.randn(5, 24), torch.randn(5, 8), torch.randn(5, 8), torch.randn(8, 8),
+               torch.randn(8), torch.randn(16, 48), torch.zeros(48), schedule]
+    with pytest.raises(ValueError, match="second_weight and second_bias together"):
+        level_sweep(*tensors, second_weight=torch.randn(8, 16))
 
 
 @pytest.mark.parametrize("input_dtype", [torch.float32, torch.bfloat16])

@@ -136,6 +136,8 @@ def test_qat_ab_trains_every_arm_then_writes_its_table(tmp_path):
     out = tmp_path / "ab"
     bad = run_qat_ab(tmp_path, out, "--ghn2", "--arms", "old,best")
     assert bad.returncode == 2 and "unknown arms ['best']" in bad.stderr
+    bad = run_qat_ab(tmp_path, out, "--arms", "old", "--first-last-8bit-arms", "nope")
+    assert bad.returncode == 2 and "unknown arms ['nope']" in bad.stderr
     done = run_qat_ab(tmp_path, out, "--ghn2", "--arms", "old,all", "--first-last-8bit-arms", "all")
     assert done.returncode == 0, done.stderr[-2000:]
     table = (out / "ab.md").read_text()

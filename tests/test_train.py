@@ -143,6 +143,9 @@ def test_bad_settings_fail_before_training(graphs, tmp_path):
         TrainConfig.from_dict({"colour": 1})
     with pytest.raises(ValueError, match="optimizer: 'sgd' not one of adam, adamw"):
         config(graphs, tmp_path, optimizer="sgd")
+    for key in ("bias_range", "bias_slope", "norm_slope"):
+        with pytest.raises(ValueError, match=f"{key} must be > 0"):
+            config(graphs, tmp_path, **{key: 0.0})
     # Fashion-MNIST is 1x28x28; architectures for 3x32x32 inputs do not match it
     fake_fmnist(tmp_path, 40)
     with pytest.raises(ValueError, match=r"images are \(1, 28, 28\).*in_shape \(3, 32, 32\)"):
