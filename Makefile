@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_SPEC)
-	$(PY) -m pip install --quiet -e '.[dev,plots]'
+	$(PY) -m pip install --quiet -e '.[dev,plots,export]'
 	touch $(STAMP)
 
 # Fashion-MNIST from Debian, when apt is available and the files are not there yet.

@@ -18,14 +18,14 @@ DEBUG_ENV = "GHN_PYG_DEBUG"
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``ghn-pyg``; each subcommand declares its own arguments
     next to its implementation (``ghn_pyg.commands``) and sets its ``handler``."""
-    from .commands import graphs, study, training
+    from .commands import export, graphs, study, training
 
     parser = argparse.ArgumentParser(
         prog="ghn-pyg", description="Graph HyperNetworks for quantization-robust CNN parameters.")
     parser.add_argument("--debug", action="store_true",
                         help=f"show the full traceback of an error (also: {DEBUG_ENV}=1)")
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in (graphs, training, study):
+    for module in (graphs, training, study, export):
         module.add_parsers(sub)
     return parser
 
