@@ -19,14 +19,21 @@ glibc's defaults.
 
     python scripts/bench_train.py [--device cpu|cuda] [--runs 7] [--threads 2]
         [--malloc reuse|system]
+
+``--workload efficient`` measures the real GHN-QAT training step instead
+(``bench_train_efficient.py``: the shipped recipe on the ``efficient`` space,
+Fashion-MNIST, a profile by phase and op, and an old commit against the tree in one
+run with ``--compare REV``).
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 import warnings
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -41,20 +48,15 @@ from ghn_pyg.report import markdown_table  # noqa: E402
 from ghn_pyg.runtime import reuse_freed_memory  # noqa: E402
 from ghn_pyg.spaces import build_torchvision  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_train_efficient import add_efficient_arguments, bench_efficient  # noqa: E402
+
 MODELS = ("resnet18", "mobilenet_v2", "squeezenet1_0", "regnet_x_400mf", "shufflenet_v2_x1_0",
           "resnet50", "densenet121", "mobilenet_v3_small")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--runs", type=int, default=7)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--malloc", choices=("reuse", "system"), default="reuse")
-    args = parser.parse_args()
-    if args.malloc == "reuse" and not reuse_freed_memory():
-        print("note: could not change malloc's settings (not glibc); measuring the defaults")
-    torch.set_num_threads(args.threads)
+def bench_zoo(args: argparse.Namespace) -> None:
+    """The torchvision-zoo step against the networks alone (module docstring)."""
     device = torch.device(args.device)
     torch.manual_seed(0)
     runners = [quantize(build_torchvision(n).to(device), None, (1, 3, 32, 32), bn="batch")
@@ -109,6 +111,25 @@ def main() -> None:
     print(markdown_table(("step s", "networks alone s", "GHN overhead (median of rounds)"),
                          [(f"{step_s:.3f}", f"{nets_s:.3f}",
                            f"{100 * statistics.median(overheads):.0f}%")]))
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workload", choices=("zoo", "efficient"), default="zoo")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--runs", type=int, default=7,
+                        help="zoo: timed rounds; efficient: timed steps per process")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--malloc", choices=("reuse", "system"), default="reuse")
+    add_efficient_arguments(parser)
+    args = parser.parse_args()
+    if args.malloc == "reuse" and not reuse_freed_memory():
+        print("note: could not change malloc's settings (not glibc); measuring the defaults")
+    torch.set_num_threads(args.threads)
+    if args.workload == "zoo":
+        bench_zoo(args)
+    else:
+        bench_efficient(args)
+
 
 if __name__ == "__main__":
     main()

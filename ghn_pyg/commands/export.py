@@ -69,8 +69,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     calibration = protocol.calibration_batches(train)
     export = to_onnx(model, params, spec, shape, calibration, args.out, bn_batches=bn_batches,
                      calib_batches=args.calib_batches, calib_method=args.calibration,
-                     int4=not args.no_int4)
-    ends = ", first/last layers 8-bit" if args.first_last_8bit else ""
+                     fold_bn=not args.no_fold_bn, int4=not args.no_int4)
+    ends = (", first/last layers 8-bit" if args.first_last_8bit else "") + \
+        (", BN unfolded" if args.no_fold_bn else ", BN folded")
     print(f"{source} at {bits_label(args.bits, args.bits)}{ends} -> {export.summary()}")
     if args.check > 0:
         test = first_items(load_images(args.data, "test", args.data_root), args.check)
@@ -109,6 +110,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     export.add_argument("--first-last-8bit", action="store_true")
     export.add_argument("--per-tensor", action="store_true",
                         help="one weight scale per tensor (default per output channel)")
+    export.add_argument("--no-fold-bn", action="store_true",
+                        help="keep batch norms in float after the integer convolutions (for "
+                             "networks trained quantized without folding, e.g. by ghn-pyg qat)")
     export.add_argument("--no-int4", action="store_true",
                         help="store weights of <= 4 bits as int8 (default int4, opset 21)")
     export.add_argument("--bn-batches", type=int, default=None,

@@ -151,13 +151,16 @@ def to_onnx(model: nn.Module, params: Mapping[str, Tensor] | None, spec: QuantSp
             input_shape: Sequence[int], calibration: Iterable[Tensor | Sequence[Tensor]],
             path: str | os.PathLike, *, bn_batches: int | None = None,
             calib_batches: int = 8, calib_method: CalibrationMethod = "minmax",
-            int4: bool = True, opset: int = DEFAULT_OPSET) -> OnnxExport:
+            fold_bn: bool = True, int4: bool = True, opset: int = DEFAULT_OPSET) -> OnnxExport:
     """Export ``model`` with ``params`` quantized by ``spec`` as an ONNX QDQ model.
 
     The network is copied (``model`` is not modified), ``params`` loaded into the copy,
-    and run by the project's fake-quant runner with every batch norm that follows a
-    conv/linear layer folded into its weights before they are quantized (``spec`` with
-    ``fold_bn=True``). Batch-norm running statistics are re-estimated on
+    and run by the project's fake-quant runner, by default with every batch norm that
+    follows a conv/linear layer folded into its weights before they are quantized
+    (``spec`` with ``fold_bn=True``), as integer runtimes do. Networks trained
+    quantized without folding (``ghn_pyg.study.qat``, the GHNs) keep their accuracy
+    below 8 bits only unfolded (``fold_bn=False``: batch norms run in float after the
+    integer convolution; README, "ONNX export"). Batch-norm running statistics are re-estimated on
     ``bn_batches`` calibration batches (as the ``calibrated`` evaluation protocol does),
     then activation ranges are calibrated on the first ``calib_batches`` and frozen;
     :func:`export_quantized` writes the result.
@@ -175,6 +178,7 @@ def to_onnx(model: nn.Module, params: Mapping[str, Tensor] | None, spec: QuantSp
             model's own running statistics).
         calib_batches: batches for the activation ranges.
         calib_method: ``"minmax"``, ``"percentile"`` or ``"mse"``.
+        fold_bn: fold batch norms into the preceding weights before quantizing them.
         int4: int4 storage for weights of at most 4 bits (opset 21).
         opset: the opset of exports without int4 weights.
 
@@ -189,7 +193,7 @@ def to_onnx(model: nn.Module, params: Mapping[str, Tensor] | None, spec: QuantSp
     """
     _writable(path)
     network = copy.deepcopy(model).eval()
-    runner = quantize(network, dataclasses.replace(spec, fold_bn=True), input_shape,
+    runner = quantize(network, dataclasses.replace(spec, fold_bn=fold_bn), input_shape,
                       bn="running")
     if params is not None:
         runner.check_params(params)

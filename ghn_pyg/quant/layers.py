@@ -82,10 +82,11 @@ def detach_collapsed_channels(x: Tensor, threshold: float) -> Tensor:
         A tensor equal to ``x``.
     """
     dims = [d for d in range(x.dim()) if d != 1]
-    var = x.detach().var(dims, unbiased=False)
-    collapsed = var <= threshold
-    if not bool(collapsed.any()):
-        return x
+    with torch.no_grad():  # two passes: as accurate as Tensor.var, several times faster on CPU
+        centred = x - x.mean(dims, keepdim=True)
+        collapsed = centred.square_().mean(dims) <= threshold
+    if x.device.type == "cpu" and not bool(collapsed.any()):
+        return x  # on an accelerator, no host synchronisation: the select below is exact
     shape = [1] * x.dim()
     shape[1] = -1
     return torch.where(collapsed.view(shape), x.detach(), x)

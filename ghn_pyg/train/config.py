@@ -24,7 +24,8 @@ LEGACY_SETTINGS: dict[str, Any] = {"bit_weights": [], "seed_bits": False,
 
 #: Settings a resumed run may change; every other one must match the checkpoint's.
 RESUMABLE: tuple[str, ...] = ("steps", "lr", "log_every", "ckpt_every", "max_nan", "device",
-                              "workers", "out", "graphs", "data_root", "init_ckpt")
+                              "workers", "out", "graphs", "data_root", "init_ckpt",
+                              "net_threads")
 
 
 @dataclass
@@ -49,7 +50,10 @@ class TrainConfig:
     one with ``seed_bits``. Run: ``out`` folder,
     ``ckpt_every`` steps, ``seed``, ``device`` (auto, cpu, cuda), ``amp`` (bfloat16 autocast),
     ``max_nan`` consecutive non-finite losses before aborting, ``log_every``;
-    ``workers`` builds the architecture dataset in that many processes if it is missing.
+    ``workers`` builds the architecture dataset in that many processes if it is missing;
+    ``net_threads`` runs the networks of a meta-batch concurrently in that many threads,
+    each op on one thread (0: as many as torch's intra-op threads on the CPU, 1 on an
+    accelerator; 1: one after another, each op on all intra-op threads).
     """
 
     graphs: str = "graphs/efficient-fmnist"
@@ -97,6 +101,7 @@ class TrainConfig:
     max_nan: int = 5
     log_every: int = 10
     workers: int = 0
+    net_threads: int = 0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -137,7 +142,7 @@ class TrainConfig:
         for key in positive:
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
-        for key in ("warmup", "workers", "range_images"):
+        for key in ("warmup", "workers", "range_images", "net_threads"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}")
         for key in ("bias_range", "bias_slope", "norm_slope"):
@@ -274,6 +279,9 @@ HELP: dict[str, str] = {
     "max_nan": "abort after this many consecutive non-finite losses",
     "log_every": "write metrics every N steps",
     "workers": "processes that build the architecture dataset if missing",
+    "net_threads": "run the networks of a meta-batch concurrently in this many threads, each "
+                   "op single-threaded (0: torch's intra-op thread count on the CPU, 1 on a GPU; "
+                   "1: one after another)",
 }
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.profiler import record_function
 from torch_geometric.data import Batch
 from tqdm.auto import tqdm
 
@@ -26,6 +27,7 @@ from ..nn.ghn import GHN
 from ..quant.runner import QuantizedModel, quantize
 from . import distributed
 from .config import TrainConfig
+from .parallel import NetworkPool, resolve_net_threads
 from .sampling import ArchSampler, ImageBatcher, draw_bits, network_bits
 
 __all__ = ["Trainer", "NonFiniteLossError", "RunExistsError", "TRAIN_FORMAT",
@@ -126,6 +128,8 @@ class Trainer:
         self.nan_skips = 0
         self._consecutive_nan = 0
         self._runners: OrderedDict[int, QuantizedModel] = OrderedDict()
+        #: Runs the per-network work of a step (``net_threads`` concurrent networks).
+        self.networks = NetworkPool(resolve_net_threads(cfg.net_threads, self.device))
         torch.manual_seed(cfg.seed + 1 + self.rank)  # augmentation differs across ranks
         if saved is not None:
             self._resume(saved)
@@ -197,28 +201,36 @@ class Trainer:
         """Run step ``self.step`` and advance; returns its metrics."""
         cfg = self.config
         start = time.perf_counter()
-        indices = self.arch_sampler.indices(self.step)
-        rng = random.Random(cfg.seed * 1_000_003 + self.step * 997 + self.rank)
-        graphs = [draw_bits(self.archs[i], cfg.bits, rng, cfg.mixed, cfg.first_last_8bit,
-                            cfg.bit_weights) for i in indices]
-        images, labels = (t.to(self.device) for t in self.image_batcher.batch(self.step))
-        runners = [self._runner(i).set_bits(g) for i, g in zip(indices, graphs)]
+        with record_function("step: data"):
+            indices = self.arch_sampler.indices(self.step)
+            rng = random.Random(cfg.seed * 1_000_003 + self.step * 997 + self.rank)
+            graphs = [draw_bits(self.archs[i], cfg.bits, rng, cfg.mixed, cfg.first_last_8bit,
+                                cfg.bit_weights) for i in indices]
+            images, labels = (t.to(self.device) for t in self.image_batcher.batch(self.step))
+        with record_function("step: runners"):
+            runners = [self._runner(i).set_bits(g) for i, g in zip(indices, graphs)]
         # bfloat16 needs no loss scaling; the GatedGNN sweep itself stays in float32
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.amp):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.amp), \
+                record_function("step: GHN forward"):
             predicted = self.model(Batch.from_data_list(graphs).to(self.device))
-            if self.range_batcher is not None:
-                self._calibrate_ranges(runners, predicted)
-            logits = [runner(images, params) for runner, params in zip(runners, predicted)]
-            losses = torch.stack([F.cross_entropy(out.float(), labels) for out in logits])
+        calibration = (self.range_batcher.batch(self.step)[0].to(self.device)
+                       if self.range_batcher is not None else None)
+        outputs = self.networks.map(lambda k: self._network_forward(
+            runners[k], predicted[k], images, labels, calibration), len(runners))
+        logits = [out for out, _ in outputs]
+        net_losses = [net_loss for _, net_loss in outputs]
+        losses = torch.stack(net_losses)
         loss = losses.mean()
         self.optimizer.zero_grad(set_to_none=True)
         finite = distributed.all_finite(loss, self.world)
         net_norms = [float("nan")] * len(graphs)
         if finite:
-            net_norms = self._backward(predicted, losses)
-            grad_norm = float(nn.utils.clip_grad_norm_(self.ghn.parameters(), cfg.grad_clip))
-            self.optimizer.step()
-            self.scheduler.step()
+            with record_function("step: backward"):
+                net_norms = self._backward(predicted, net_losses)
+            with record_function("step: optimizer"):
+                grad_norm = float(nn.utils.clip_grad_norm_(self.ghn.parameters(), cfg.grad_clip))
+                self.optimizer.step()
+                self.scheduler.step()
             self._consecutive_nan = 0
         else:
             grad_norm = float("nan")
@@ -241,48 +253,62 @@ class Trainer:
         metrics.update(_per_bits(graphs, losses.detach().tolist(), net_norms, cfg.bits))
         return metrics
 
-    @torch.no_grad()
-    def _calibrate_ranges(self, runners: list[QuantizedModel],
-                          predicted: list[dict[str, torch.Tensor]]) -> None:
-        """Fix every network's activation ranges for this step from ``range_images``
-        other training images (min/max, as the ``calibrated`` evaluation protocol
-        does), instead of each training batch's own range."""
-        calibration = self.range_batcher.batch(self.step)[0].to(self.device)
-        for runner, params in zip(runners, predicted):
-            if network_bits(runner.graph) < 32:
-                runner.calibrate([calibration], 1,
-                                 params={k: v.detach() for k, v in params.items()})
+    def _network_forward(self, runner: QuantizedModel, params: dict[str, torch.Tensor],
+                         images: torch.Tensor, labels: torch.Tensor,
+                         calibration: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One network's logits and loss with its predicted ``params``.
 
-    def _backward(self, predicted: list[dict[str, torch.Tensor]], losses: torch.Tensor) -> list[float]:
+        With ``calibration`` images (``range_images``), a quantized network's activation
+        ranges are first fixed from them (min/max, as the ``calibrated`` evaluation
+        protocol does) instead of each training batch's own range.
+        """
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.amp):
+            if calibration is not None and network_bits(runner.graph) < 32:
+                with record_function("step: range calibration"):
+                    runner.calibrate([calibration], 1,
+                                     params={k: v.detach() for k, v in params.items()})
+            with record_function("step: networks forward"):
+                logits = runner(images, params)
+                return logits, F.cross_entropy(logits.float(), labels)
+
+    def _backward(self, predicted: list[dict[str, torch.Tensor]],
+                  losses: list[torch.Tensor]) -> list[float]:
         r"""Backpropagate the mean loss into the GHN, one network's share at a time.
 
         Network :math:`i`'s gradient w.r.t. its predicted parameters, :math:`g_i`, is
-        computed first (backward through the CNNs only); with ``net_grad_clip`` :math:`c`
-        it is rescaled to :math:`g_i \min(1, c / \lVert g_i \rVert)`, so no single
-        network (e.g. a 2-bit one with an exploding gradient) dominates the step; the
-        GHN's backward then runs once for all networks. Without clipping this equals
-        ``losses.mean().backward()``.
+        computed first (backward through the CNNs only, concurrently as
+        :attr:`networks` runs them); with ``net_grad_clip`` :math:`c` it is rescaled to
+        :math:`g_i \min(1, c / \lVert g_i \rVert)`, so no single network (e.g. a 2-bit
+        one with an exploding gradient) dominates the step; the GHN's backward then runs
+        once for all networks. Without clipping this equals ``losses.mean().backward()``.
 
         Returns:
             :math:`\lVert g_i \rVert` of every network (before clipping).
         """
-        clip, n = self.config.net_grad_clip, len(predicted)
-        tensors, grads, norms = [], [], []
-        for params, net_loss in zip(predicted, losses):
-            outputs = list(params.values())
+        n = len(predicted)
+        shares = self.networks.map(lambda k: self._network_gradient(predicted[k], losses[k], n),
+                                   n)
+        tensors = [t for outputs, _, _ in shares for t in outputs]
+        grads = [g for _, net_grads, _ in shares for g in net_grads]
+        torch.autograd.backward(tensors, grads)
+        return torch.stack([norm for _, _, norm in shares]).tolist()
+
+    def _network_gradient(self, params: dict[str, torch.Tensor], net_loss: torch.Tensor,
+                          n: int) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
+        """``(predicted tensors, their gradients (clipped), norm before clipping)`` of one
+        network's share ``net_loss / n`` of the loss."""
+        outputs = list(params.values())
+        with record_function("step: network backward"):
             net_grads = torch.autograd.grad(net_loss / n, outputs, retain_graph=True,
                                             allow_unused=True)
-            net_grads = [torch.zeros_like(t) if g is None else g for t, g in zip(outputs, net_grads)]
-            norm = torch.linalg.vector_norm(torch.stack(
-                [torch.linalg.vector_norm(g.float()) for g in net_grads])) * n
-            if clip > 0:  # a tensor factor: no host synchronisation per network
-                scale = (clip / norm.clamp_min(1e-12)).clamp(max=1.0)
-                net_grads = [g * scale.to(g.dtype) for g in net_grads]
-            tensors += outputs
-            grads += net_grads
-            norms.append(norm)
-        torch.autograd.backward(tensors, grads)
-        return torch.stack(norms).tolist()
+        net_grads = [torch.zeros_like(t) if g is None else g for t, g in zip(outputs, net_grads)]
+        norm = torch.linalg.vector_norm(torch.stack(
+            [torch.linalg.vector_norm(g.float()) for g in net_grads])) * n
+        clip = self.config.net_grad_clip
+        if clip > 0:  # a tensor factor: no host synchronisation per network
+            scale = (clip / norm.clamp_min(1e-12)).clamp(max=1.0)
+            net_grads = [g * scale.to(g.dtype) for g in net_grads]
+        return outputs, net_grads, norm
 
     # ------------------------------------------------------------ the run
     def train(self, until: int | None = None) -> dict[str, Any]:
