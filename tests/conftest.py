@@ -36,3 +36,14 @@ def registry_guard():
     saved = ops.snapshot_registries()
     yield
     ops.restore_registries(saved)
+
+
+@pytest.fixture(scope="module")
+def graphs(tmp_path_factory):
+    """A small blocks-space architecture dataset for training tests (built once per module)."""
+    from ghn_pyg.data import ArchGraphDataset
+
+    root = tmp_path_factory.mktemp("graphs")
+    ArchGraphDataset(root, "blocks", "train", size=8, progress=False)
+    ArchGraphDataset(root, "blocks", "test", size=3, progress=False)
+    return root

@@ -10,7 +10,7 @@ import torch
 from ghn_pyg.train import Trainer
 from ghn_pyg.train.parallel import NetworkPool, resolve_net_threads
 
-from .test_train import config, ghn_state, graphs  # noqa: F401  (graphs is a fixture)
+from .test_train import config, ghn_state
 
 
 def test_pool_keeps_order_restores_threads_and_raises():
@@ -49,8 +49,7 @@ def test_auto_threads_follow_the_device():
 
 
 @pytest.mark.parametrize("quantized", [False, True])
-def test_concurrent_networks_train_exactly_like_sequential_ones(graphs, tmp_path,  # noqa: F811
-                                                                quantized):
+def test_concurrent_networks_train_exactly_like_sequential_ones(graphs, tmp_path, quantized):
     saved = torch.get_num_threads()
     torch.set_num_threads(1)  # sequential networks with single-threaded ops
     try:

@@ -23,15 +23,6 @@ from .test_images import fake_fmnist
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module")
-def graphs(tmp_path_factory):
-    """A small blocks-space dataset shared by the tests (built once)."""
-    root = tmp_path_factory.mktemp("graphs")
-    ArchGraphDataset(root, "blocks", "train", size=8, progress=False)
-    ArchGraphDataset(root, "blocks", "test", size=3, progress=False)
-    return root
-
-
 def config(graphs, out, **kwargs):
     settings = dict(graphs=str(graphs), space="blocks", num_archs=8, data="synthetic",
                     meta_batch=2, batch_size=16, steps=4, warmup=1, ckpt_every=2, log_every=1,
