@@ -10,7 +10,8 @@ images in every process, since the run is seeded).
 
 - default: median step time and images/s;
 - ``--profile``: ``torch.profiler`` over the timed steps: time per step by phase (the
-  trainer's ``record_function`` scopes) and the ops with the most self CPU time;
+  trainer's ``record_function`` scopes) and the ops with the most self CPU time (use
+  ``--net-threads 1``: the profiler sees the calling thread's ops only);
 - ``--compare REV``: a git worktree of ``REV`` and this tree run the same timed steps
   in alternating subprocesses for ``--rounds`` rounds (noise of a shared machine hits
   both alike); medians and the speed-up.
@@ -51,6 +52,9 @@ def add_efficient_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--compare", default=None, metavar="REV",
                        help="also time git revision REV, alternating, in subprocesses")
     group.add_argument("--rounds", type=int, default=3, help="--compare: rounds per tree")
+    group.add_argument("--net-threads", type=int, default=None,
+                       help="the trainer's net_threads (default: its own); profile with 1, "
+                            "since the profiler records the calling thread's ops only")
     group.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
 
 
@@ -72,6 +76,8 @@ def _trainer(args: argparse.Namespace, out: Path):
         "--graphs", args.graphs, "--num-archs", str(args.num_archs), "--data", data,
         "--init-ckpt", str(PRETRAINED_DIR / "ghn-fmnist.pt"), "--device", args.device,
         "--out", str(out)]
+    if args.net_threads is not None:
+        flags += ["--net-threads", str(args.net_threads)]
     return Trainer(config_from_args(parser.parse_args(flags)))
 
 
