@@ -66,10 +66,8 @@ def labelled(images: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tenso
 
 
 def plain_session(path) -> "ort.InferenceSession":
-    """ONNX Runtime without graph optimizations: float kernels on the stored integers."""
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    """ONNX Runtime without graph optimizations: the graph as written."""
+    return onnx_session(path, optimize=False)
 
 
 def weight_initializers(model: "onnx.ModelProto") -> dict[str, np.ndarray]:
@@ -84,6 +82,10 @@ def test_exported_model_computes_what_the_runner_computes(tmp_path, bits):
     exact = compare_outputs(lambda x: export.runner(x),
                             lambda x: onnx_logits(plain_session(export.path), x), test)
     assert exact.max_logit_diff < 1e-4
+    unfused = compare_outputs(lambda x: export.runner(x),
+                              lambda x: onnx_logits(onnx_session(export.path, qdq_fusions=False), x),
+                              test)
+    assert unfused.same_top1 >= 0.99
     fused = compare_outputs(lambda x: export.runner(x),
                             lambda x: onnx_logits(onnx_session(export.path), x), test)
     assert fused.same_top1 >= 0.99
