@@ -18,7 +18,7 @@ process (:func:`ghn_pyg.runtime.reuse_freed_memory`); ``--malloc system`` leaves
 glibc's defaults, under which every new tensor of predictions is page-faulted in.
 
     python scripts/bench_ghn.py [--device cpu|cuda] [--runs 7] [--threads 2] [--cuda-graph]
-        [--malloc reuse|system]
+        [--malloc reuse|system] [--image-size 32] [--models NAME ...]
 """
 
 from __future__ import annotations
@@ -88,6 +88,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cuda-graph", action="store_true", help="also time CUDA-graph replay")
     parser.add_argument("--malloc", choices=("reuse", "system"), default="reuse")
+    parser.add_argument("--image-size", type=int, default=32,
+                        help="input side of the graphs and of predict-all (224: ImageNet size)")
+    parser.add_argument("--models", nargs="*", default=list(MODELS), help="subset")
     args = parser.parse_args()
     if args.malloc == "reuse" and not reuse_freed_memory():
         print("note: could not change malloc's settings (not glibc); measuring the defaults")
@@ -95,10 +98,12 @@ def main() -> None:
     device = torch.device(args.device)
     torch.manual_seed(0)
     ghn = GHN(hid=32, s_max=50).to(device).eval()
-    models = {name: build_torchvision(name) for name in MODELS}
-    graphs = {name: trace(m, name=name) for name, m in models.items()}
+    shape = (1, 3, args.image_size, args.image_size)
+    models = {name: build_torchvision(name) for name in args.models}
+    graphs = {name: trace(m, shape, name=name) for name, m in models.items()}
     cases = {name: Batch.from_data_list([g]) for name, g in graphs.items()}
-    cases["all four (batch)"] = Batch.from_data_list(list(graphs.values()))
+    if len(graphs) > 1:
+        cases[f"all {len(graphs)} (batch)"] = Batch.from_data_list(list(graphs.values()))
 
     header = ["graph", "nodes", "levels", "gnn fwd", "gnn fwd+bwd", "predict", "predict-all",
               "predict-all (load)"]
@@ -128,16 +133,16 @@ def main() -> None:
                 f"{timed(predict, args.runs, device):.1f}"]
         if name in models:
             model = models[name].to(device)
-            row += [f"{timed(lambda: ghn.predict(model), args.runs, device):.1f}",
-                    f"{timed(lambda: ghn.predict(model, load=True), args.runs, device):.1f}"]
+            row += [f"{timed(lambda: ghn.predict(model, shape), args.runs, device):.1f}",
+                    f"{timed(lambda: ghn.predict(model, shape, load=True), args.runs, device):.1f}"]
         else:
             row += ["-", "-"]
         rows.append(row)
         print(" ".join(map(str, row)), flush=True)
     card = torch.cuda.get_device_name(device) if device.type == "cuda" else \
         f"CPU, {args.threads} threads"
-    print(f"\nGHN hid 32, T 1, s_max 50 on {card}, malloc {args.malloc}; ms, median of "
-          f"{args.runs}")
+    print(f"\nGHN hid 32, T 1, s_max 50 on {card}, malloc {args.malloc}, inputs "
+          f"{args.image_size}x{args.image_size}; ms, median of {args.runs}")
     print(markdown_table(header, rows))
 
 

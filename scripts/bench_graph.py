@@ -4,7 +4,7 @@ Prints, per model: nodes, edges, levels, virtual edges (pairs within s_max) and 
 median wall time of ``trace`` (fx trace, the shape run, folding, levels and virtual
 edges) over several runs after one warm-up run.
 
-    python scripts/bench_graph.py [--runs 5] [--s-max 50] [--threads 2]
+    python scripts/bench_graph.py [--runs 5] [--s-max 50] [--threads 2] [--image-size 32]
 """
 
 from __future__ import annotations
@@ -29,13 +29,15 @@ def main() -> None:
     parser.add_argument("--s-max", type=int, default=50, help="virtual edge cutoff")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--models", nargs="*", default=list(ZOO), help="subset of the zoo")
+    parser.add_argument("--image-size", type=int, default=32,
+                        help="input side (224 compares with GHN-2's ImageNet-size build)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     rows = []
     for name in args.models:
         model = build_torchvision(name)
-        shape = zoo_input_shape(name)
+        shape = zoo_input_shape(name, args.image_size)
         trace(model, shape, s_max=args.s_max)  # warm-up
         times = []
         for _ in range(args.runs):
