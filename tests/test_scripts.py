@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from .test_images import fake_fmnist, needs_fmnist
@@ -177,3 +179,35 @@ def test_probe_gradients_prints_per_layer_and_summary(tmp_path, capsys):
     load("probe_gradients").main(args + ["--archs", "0-1", "--summary"])
     summary = capsys.readouterr().out
     assert "| layer " not in summary and summary.count("| efficient-") == 4
+
+
+def test_bench_train_efficient_workload_times_real_steps(tmp_path):
+    output = run_script("bench_train", "--workload", "efficient", "--graphs", str(tmp_path / "g"),
+                        "--num-archs", "8", "--runs", "1", "--warmup", "0", "--threads", "1")
+    assert "building 8 efficient architectures" in output
+    assert re.search(r"median \d+\.\d+ s per step over 1 steps, \d+ images/s", output)
+
+
+def test_bench_onnx_prints_sizes_and_latencies():
+    pytest.importorskip("onnxruntime", reason="the export extra is not installed")
+    rows = table_rows(run_script("bench_onnx", "--runs", "1", "--threads", "1",
+                                 "--networks", "efficient test-00"))
+    header, body = rows[0], rows[1:]
+    assert header[:3] == ["network", "model", "file (KiB)"] and len(body) == 6
+    sizes = {row[1]: float(row[2]) for row in body}
+    assert sizes["W8A8 (this project)"] < sizes["float"] / 2  # integer weights
+    assert sizes["W4A4 int4 (this project)"] < sizes["W8A8 (this project)"]
+    assert all(float(row[3]) > 0 and float(row[5]) > 0 for row in body)
+
+
+@needs_fmnist
+def test_onnx_check_compares_runtime_and_runner(tmp_path):
+    pytest.importorskip("onnxruntime", reason="the export extra is not installed")
+    run_script("onnx_check", "--networks", "efficient test-00", "--test-images", "200",
+               "--qat-epochs", "0", "--out", str(tmp_path))
+    rows = table_rows((tmp_path / "onnx-check-w8.md").read_text())
+    header, body = rows[0], rows[1:]
+    assert len(body) == 1 and body[0][:2] == ["efficient test-00", "GHN-QAT"]
+    row = dict(zip(header, body[0]))
+    assert float(row["same top-1, ORT optimizations off (%)"]) >= 99.0
+    assert float(row["same top-1 (%)"]) >= 95.0
