@@ -102,6 +102,9 @@ def test_calibration_errors():
     quant = ActQuantizer(4)
     with pytest.raises(RuntimeError, match="observe"):
         quant.freeze()
+    quant.observe("minmax")
+    with pytest.raises(RuntimeError, match="at least one forward pass"):
+        quant.freeze()  # observing, but nothing seen yet
     with pytest.raises(ValueError, match="unknown calibration method"):
         quant.observe("entropy")
     with pytest.raises(ValueError, match="percentile"):
@@ -139,3 +142,36 @@ def test_learnable_weight_scales_round_trip_into_fresh_quantizers():
     conv = torch.nn.Conv2d(3, 6, 3)
     layer = QuantLayer(conv, 4, 4, learnable=True)
     assert layer.weight_quant.scale.shape == (6,)
+
+
+@pytest.mark.parametrize("bits", [8, 4, 2])
+def test_fused_kernels_match_the_five_op_path(monkeypatch, bits):
+    """The accelerator path (PyTorch's fused kernels, forced here on the CPU) gives the
+    same values and straight-through gradients as the CPU path."""
+    from ghn_pyg.quant import fakequant
+
+    g = torch.Generator().manual_seed(bits)
+    weight = torch.randn(16, 8, 3, 3, generator=g)
+    acts = torch.randn(32, 8, 6, 6, generator=g) * 3 + 1
+    low, high = torch.tensor(-2.0), torch.tensor(5.0)
+
+    def run() -> list[torch.Tensor]:
+        w = weight.clone().requires_grad_()
+        a = acts.clone().requires_grad_()
+        outs = [fake_quant_weight(w, bits), fake_quant_weight(w, bits, per_channel=False),
+                fake_quant_act(a, bits), fake_quant_act(a, bits, low, high)]
+        sum((o * torch.linspace(-1, 1, o.numel()).view_as(o)).sum() for o in outs).backward()
+        return outs + [w.grad, a.grad]
+
+    monkeypatch.setattr(fakequant, "FUSED_KERNELS", "never")
+    five_op = run()
+    monkeypatch.setattr(fakequant, "FUSED_KERNELS", "always")
+    fused = run()
+    for ours, theirs in zip(five_op[:2] + five_op[4:5], fused[:2] + fused[4:5]):
+        assert torch.equal(ours, theirs)  # weights: zero point 0, identical
+    for ours, theirs in zip(five_op[2:4], fused[2:4]):  # activations: x/s + z rounds alike
+        step = float((theirs.max() - theirs.min()).detach() / (2 ** bits - 1))
+        differ = (ours != theirs)
+        assert differ.float().mean() < 1e-3
+        assert (ours - theirs).abs().max() <= step * 1.01
+    assert (five_op[5] != fused[5]).float().mean() < 1e-3  # the same straight-through mask

@@ -18,8 +18,10 @@ Scales come from the detached tensor range and are clamped away from zero, so a
 constant tensor quantizes without NaN. The fixed-scale paths compute exactly what
 PyTorch's ``fake_quantize_per_*_affine`` kernels compute (``round(x * (1 / s)) + z``,
 half to even, clamped), with the same gradient w.r.t. the input: 1 where the rounded
-value is representable and 0 elsewhere (straight-through estimator). They are written
-as five vectorised tensor ops because the native CPU kernels are several times slower. The learnable
+value is representable and 0 elsewhere (straight-through estimator). On the CPU they
+are written as five vectorised tensor ops because the native CPU kernels are several
+times slower; on accelerators the fused kernels run instead (:data:`FUSED_KERNELS`),
+one launch per tensor instead of five. The learnable
 (LSQ) paths use the same rounding with a straight-through ``round`` and let gradients
 reach the scale, scaled by :math:`1/\sqrt{n \cdot q_{max}}` as in LSQ.
 """
@@ -64,10 +66,35 @@ class _FakeQuantSTE(torch.autograd.Function):
         return grad * inside, None, None, None, None
 
 
+#: Where PyTorch's fused fake-quant kernels replace the five-op path: ``"accelerator"``
+#: (the default: on GPUs, where each op is a kernel launch, not on the CPU, where the
+#: native kernels are slower), ``"always"`` or ``"never"`` (the tests compare the two).
+FUSED_KERNELS: str = "accelerator"
+
+
+def _use_fused(x: Tensor) -> bool:
+    return FUSED_KERNELS == "always" or (FUSED_KERNELS == "accelerator" and x.device.type != "cpu")
+
+
+def _fused_fake_quant(x: Tensor, scale: Tensor, zero_point: Tensor | None, qmin: int,
+                      qmax: int) -> Tensor:
+    """:func:`_fake_quant` with one fused PyTorch kernel (same rounding, clamping and
+    straight-through gradient; tensor scales, so no host synchronisation)."""
+    if scale.numel() > 1:  # per output channel (dim 0), zero point 0
+        channels = scale.reshape(-1)
+        zeros = torch.zeros_like(channels, dtype=torch.int32)
+        return torch.fake_quantize_per_channel_affine(x, channels, zeros, 0, qmin, qmax)
+    zp = torch.zeros(1, dtype=torch.int32, device=x.device) if zero_point is None \
+        else zero_point.reshape(1).to(torch.int32)
+    return torch.fake_quantize_per_tensor_affine(x, scale.reshape(1), zp, qmin, qmax)
+
+
 def _fake_quant(x: Tensor, scale: Tensor, zero_point: Tensor | None, qmin: int,
                 qmax: int) -> Tensor:
     """Fake quantization of float32 ``x``; ``scale`` broadcasts, ``zero_point`` is a
     float tensor of shape [1] or None for 0."""
+    if _use_fused(x):
+        return _fused_fake_quant(x, scale, zero_point, qmin, qmax)
     inv_scale = 1.0 / scale
     if zero_point is None:
         return _FakeQuantSTE.apply(x, scale, inv_scale, float(qmin), float(qmax))

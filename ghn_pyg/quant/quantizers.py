@@ -101,6 +101,7 @@ class ActQuantizer(nn.Module):
         self.register_buffer("low", torch.zeros(()))
         self.register_buffer("high", torch.zeros(()))
         self._samples: list[Tensor] = []
+        self._observed = False
         self._err_sum: Tensor | None = None
         self._err_count = 0
         if learnable:
@@ -118,6 +119,7 @@ class ActQuantizer(nn.Module):
             raise ValueError(f"percentile must be in (50, 100], got {percentile}")
         self.mode, self.method, self.percentile = "observe", method, percentile
         self._samples = []
+        self._observed = False
         self.low.fill_(float("inf"))
         self.high.fill_(float("-inf"))
 
@@ -127,7 +129,7 @@ class ActQuantizer(nn.Module):
         Raises:
             RuntimeError: nothing was observed.
         """
-        if self.mode != "observe" or not torch.isfinite(self.high):
+        if self.mode != "observe" or not self._observed:  # a Python flag: no device sync
             raise RuntimeError("freeze() needs observe() and at least one forward pass first")
         if self.method != "minmax" and self.bits < FLOAT_BITS:
             samples = torch.cat(self._samples)
@@ -181,6 +183,7 @@ class ActQuantizer(nn.Module):
         return out
 
     def _observe(self, x: Tensor) -> None:
+        self._observed = True
         low, high = torch.aminmax(x)
         torch.minimum(self.low, low, out=self.low)
         torch.maximum(self.high, high, out=self.high)
