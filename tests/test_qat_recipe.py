@@ -190,7 +190,7 @@ def test_range_images_calibrate_activation_ranges_each_step(efficient, tmp_path)
     trainer.train_step()
     calibration = trainer.range_batcher.batch(0)[0]
     for idx in (0, 1):
-        first = next(iter(trainer._runner(idx).layers.values())).act_quant
+        first = next(iter(trainer._runners[idx].layers.values())).act_quant
         assert first.mode == "frozen"  # the stem sees the calibration images themselves
         assert float(first.high) == pytest.approx(float(calibration.max()))
         assert float(first.low) == pytest.approx(float(calibration.min()))

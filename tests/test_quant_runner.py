@@ -241,3 +241,21 @@ def test_non_standard_quantizable_layer_is_rejected_unless_float(registry_guard)
         quantize(model, QuantSpec.uniform(4), (1, 3, 2, 2))
     assert isinstance(quantize(model, QuantSpec.uniform(4, layers={"0": 32}), (1, 3, 2, 2))
                       .layers["2"], QuantLayer)
+
+
+def test_a_known_graph_skips_the_build_and_gives_the_same_runner():
+    torch.manual_seed(0)
+    model = small_cnn()
+    spec = QuantSpec.uniform(4)
+    graph = trace(model, (1, 3, 16, 16))
+    known = quantize(model, spec, (1, 3, 16, 16), bn="batch", graph=graph)
+    traced = quantize(model, spec, (1, 3, 16, 16), bn="batch")
+    assert torch.equal(known.graph.w_bits, traced.graph.w_bits)
+    assert known.graph.param_names == traced.graph.param_names
+    x = torch.randn(8, 3, 16, 16)
+    params = {k: v.detach() * 1.1 for k, v in model.named_parameters()}
+    assert torch.equal(known(x, params), traced(x, params))
+    other = trace(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten()),
+                  (1, 3, 16, 16))
+    with pytest.raises(ValueError, match="does not describe this"):
+        quantize(model, spec, (1, 3, 16, 16), graph=other)

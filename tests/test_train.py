@@ -78,8 +78,8 @@ def test_non_finite_losses_are_skipped_then_abort(graphs, tmp_path, monkeypatch)
     trainer = Trainer(config(graphs, tmp_path, max_nan=3))
     original = trainer._runner
 
-    def poisoned(idx):
-        runner = original(idx)
+    def poisoned(idx, graph):
+        runner = original(idx, graph)
         return _NaNRunner(runner)
 
     monkeypatch.setattr(trainer, "_runner", poisoned)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import builtins
 import operator
+from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
 import torch
@@ -23,7 +24,7 @@ from ..errors import GraphBuildError
 from . import ops
 from .archgraph import ArchGraph, BitAssigner
 
-__all__ = ["trace", "trace_with_fx"]
+__all__ = ["trace", "trace_with_fx", "fx_graph"]
 
 _ADD_FUNCS = {operator.add, operator.iadd, torch.add, operator.sub, operator.isub,
               torch.sub, "add", "add_", "sub", "sub_"}
@@ -86,19 +87,39 @@ def trace_with_fx(model: nn.Module, input_shape: Sequence[int] = (1, 3, 32, 32),
     if len(input_shape) < 2:
         raise ValueError(f"input_shape must include the batch dimension, got {input_shape}")
     _reject_attention(model, name)
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
+    with _eval_mode(model):
         num_classes = _run_once(model, input_shape, name)
         fx_graph = _trace_fx(model, name)
-    finally:
-        for module, training in modes:
-            module.training = training
     graph = ArchGraph.create(**_GraphBuilder(model, name).build(fx_graph), name=name, spec=arch,
                              in_shape=input_shape[1:], num_classes=num_classes, s_max=s_max)
     if spec is not None:
         graph = spec.annotate(graph)
     return graph, fx_graph
+
+
+def fx_graph(model: nn.Module, name: str | None = None) -> fx.Graph:
+    """The torch.fx graph :func:`trace_with_fx` returns (leaves: registered module types),
+    without its shape check or :class:`ArchGraph`: for a model whose graph is known
+    already (e.g. read from an architecture dataset built from the same spec).
+
+    Raises:
+        GraphBuildError: torch.fx cannot trace the model (names the module).
+    """
+    name = name or type(model).__name__
+    with _eval_mode(model):
+        return _trace_fx(model, name)
+
+
+@contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    """Every submodule in eval mode inside the block, as it was after."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
 
 
 def _reject_attention(model: nn.Module, name: str) -> None:

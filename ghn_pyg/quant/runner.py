@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from ..graph.archgraph import ArchGraph
 from ..graph.ops import QUANTIZABLE_OPS, lookup_module
-from ..graph.tracer import trace_with_fx
+from ..graph.tracer import fx_graph, trace_with_fx
 from .layers import BN_MODES, BatchNormRunner, BNMode, QuantLayer
 from .quantizers import CalibrationMethod
 from .spec import FLOAT_BITS, QuantSpec, annotate
@@ -305,7 +305,8 @@ def _layer_bits(graph: ArchGraph) -> dict[str, tuple[int, int]]:
 
 def quantize(model: nn.Module, spec: QuantSpec | None = None,
              input_shape: Sequence[int] = (1, 3, 32, 32), *, bn: BNMode = "running",
-             fold_bn: bool | None = None, learnable_scales: bool = False) -> QuantizedModel:
+             fold_bn: bool | None = None, learnable_scales: bool = False,
+             graph: ArchGraph | None = None) -> QuantizedModel:
     """Trace ``model`` and return a :class:`QuantizedModel` that runs it fake-quantized.
 
     Args:
@@ -320,20 +321,29 @@ def quantize(model: nn.Module, spec: QuantSpec | None = None,
             its weights before quantizing them; default ``spec.fold_bn``.
         learnable_scales: LSQ-style learnable weight and activation scales
             (:meth:`QuantizedModel.quant_parameters`).
+        graph: the model's :class:`ArchGraph` when it is known already (e.g. from an
+            architecture dataset of this spec): only the torch.fx trace runs, not the
+            graph build and the shape check (a training step builds a runner per new
+            architecture); its bits are then set from ``spec``.
 
     Returns:
         The quantized runner.
 
     Raises:
         GraphBuildError: the model cannot be traced.
-        ValueError: bad bits, ``bn`` mode, or a quantized layer that is not an
-            ``nn.ConvNd``/``nn.Linear`` (subclass).
+        ValueError: bad bits, ``bn`` mode, a quantized layer that is not an
+            ``nn.ConvNd``/``nn.Linear`` (subclass), or a ``graph`` whose parameters are
+            not the model's.
     """
     _check_bn_mode(bn)
     spec = spec or QuantSpec()
     fold_bn = spec.fold_bn if fold_bn is None else fold_bn
-    graph, fx_graph = trace_with_fx(model, input_shape, spec)
-    module = fx.GraphModule(model, fx_graph, class_name=f"Quantized{type(model).__name__}")
+    if graph is None:
+        graph, traced = trace_with_fx(model, input_shape, spec)
+    else:
+        _check_graph_fits(graph, model)
+        graph, traced = spec.annotate(graph), fx_graph(model)
+    module = fx.GraphModule(model, traced, class_name=f"Quantized{type(model).__name__}")
     folded = _fold_batch_norms(module, bn) if fold_bn else {}
     layers = _wrap_modules(module, _layer_bits(graph), bn, folded, spec.per_channel,
                            learnable_scales)
@@ -341,6 +351,18 @@ def quantize(model: nn.Module, spec: QuantSpec | None = None,
     module.recompile()
     param_shapes = {n: p.shape for n, p in model.named_parameters()}
     return QuantizedModel(module, graph, layers, param_shapes, bn)
+
+
+def _check_graph_fits(graph: ArchGraph, model: nn.Module) -> None:
+    """Raise ``ValueError`` unless ``graph`` names exactly ``model``'s parameters."""
+    ours = {name for names in graph.param_names for name in names}
+    theirs = {name for name, _ in model.named_parameters()}
+    if ours != theirs:
+        missing = sorted(theirs - ours)[:3]
+        extra = sorted(ours - theirs)[:3]
+        raise ValueError(f"graph {graph.name!r} does not describe this "
+                         f"{type(model).__name__}: parameters missing from it {missing}, "
+                         f"unknown to the model {extra}")
 
 
 def _wrap_modules(module: fx.GraphModule, bits: dict[str, tuple[int, int]], bn: BNMode,

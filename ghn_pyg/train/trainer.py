@@ -22,6 +22,7 @@ from ..data.archgraph_dataset import ArchGraphDataset
 from ..data.images import load_images
 from ..fileio import atomic_path, user_path
 from ..graph.bits import FLOAT_BITS
+from ..graph.archgraph import ArchGraph
 from ..formats import TRAIN_FORMAT, TRAIN_VERSION, CheckpointError, read_checkpoint
 from ..nn.ghn import GHN
 from ..quant.runner import QuantizedModel, quantize
@@ -184,11 +185,12 @@ class Trainer:
         return 0.1 ** int(progress * 3)  # step: x0.1 at 1/3 and 2/3 of training
 
     # ------------------------------------------------------------ one step
-    def _runner(self, idx: int) -> QuantizedModel:
+    def _runner(self, idx: int, graph: ArchGraph) -> QuantizedModel:
+        """The runner of architecture ``idx`` (cached), built around its known ``graph``."""
         runner = self._runners.get(idx)
         if runner is None:
             module = self.archs.build_module(idx).to(self.device)
-            runner = quantize(module, None, (1, *self.config.in_shape), bn="batch")
+            runner = quantize(module, None, (1, *self.config.in_shape), bn="batch", graph=graph)
             runner.set_collapse_guard(self.config.collapse_guard)
             self._runners[idx] = runner
             if len(self._runners) > _RUNNER_CACHE:
@@ -208,7 +210,7 @@ class Trainer:
                                 cfg.bit_weights) for i in indices]
             images, labels = (t.to(self.device) for t in self.image_batcher.batch(self.step))
         with record_function("step: runners"):
-            runners = [self._runner(i).set_bits(g) for i, g in zip(indices, graphs)]
+            runners = [self._runner(i, g).set_bits(g) for i, g in zip(indices, graphs)]
         # bfloat16 needs no loss scaling; the GatedGNN sweep itself stays in float32
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.amp), \
                 record_function("step: GHN forward"):
