@@ -29,6 +29,29 @@ class CheckpointError(ValueError):
     configuration."""
 
 
+def read_tensors(path: str | os.PathLike, kind: str = "checkpoint",
+                 map_location: Any = "cpu") -> Any:
+    """``torch.load`` with ``weights_only=True`` (tensors and plain containers only), the
+    one way files of tensors are read (checkpoints, state dicts).
+
+    Args:
+        path: the file (``~`` and ``$VARS`` expand).
+        kind: what the file should be, for messages.
+        map_location: as in ``torch.load``.
+
+    Raises:
+        CheckpointError: no such file, or corrupted or not a torch file.
+    """
+    path = user_path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such {kind} file")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises many types for broken files
+        raise CheckpointError(f"{path}: corrupted or not a torch checkpoint "
+                              f"({type(err).__name__}: {err})") from err
+
+
 def read_checkpoint(path: str | os.PathLike, formats: tuple[str, ...],
                     map_location: Any = "cpu") -> dict[str, Any]:
     """Load a checkpoint safely (tensors and plain containers only) and check its tag.
@@ -47,14 +70,8 @@ def read_checkpoint(path: str | os.PathLike, formats: tuple[str, ...],
     """
     path = user_path(path)
     wanted = " or ".join(_NAMES.get(f, f) for f in formats)
-    if not path.is_file():
-        kind = _NAMES[formats[0]] if len(formats) == 1 else "checkpoint"
-        raise CheckpointError(f"{path}: no such {kind} file")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # torch raises many types for broken files
-        raise CheckpointError(f"{path}: corrupted or not a torch checkpoint "
-                              f"({type(err).__name__}: {err})") from err
+    kind = _NAMES[formats[0]] if len(formats) == 1 else "checkpoint"
+    payload = read_tensors(path, kind, map_location)
     tag = payload.get("format") if isinstance(payload, dict) else None
     if tag not in formats:
         raise CheckpointError(f"{path}: not a ghn_pyg {wanted} (format tag {tag!r})")

@@ -23,12 +23,9 @@ def _require_export_extra() -> None:
 
 def _load_weights(model, path: str) -> None:
     """Load a state dict (e.g. ``ghn-pyg qat``'s ``model.pt``) into ``model``."""
-    import torch
+    from ..formats import read_tensors
 
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError) as err:
-        raise ValueError(f"cannot read weights {path}: {err}") from None
+    state = read_tensors(path, "state dict")
     if not isinstance(state, dict):
         raise ValueError(f"{path} holds a {type(state).__name__}, not a state dict")
     try:
@@ -40,7 +37,7 @@ def _load_weights(model, path: str) -> None:
 def cmd_export(args: argparse.Namespace) -> int:
     from ..data import first_items, load_images
     from ..data.images import tensor_batches
-    from ..export import compare_outputs, onnx_logits, onnx_session, to_onnx
+    from ..export import bn_batches_for, compare_outputs, onnx_logits, onnx_session, to_onnx
     from ..graph.bits import bits_label
     from ..quant import QuantSpec
     from ..report import markdown_table
@@ -63,7 +60,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     else:
         params = initial_params(args.init, model, shape[1:], args.seed, args.bits)
         source = args.init
-    bn_batches = args.bn_batches if args.bn_batches is not None else (20 if params else 0)
+    bn_batches = bn_batches_for(params, args.bn_batches)
     protocol = EvalProtocol("calibrated", max(bn_batches, 1), args.calib_batches,
                             args.calibration, args.batch_size)
     calibration = protocol.calibration_batches(train)

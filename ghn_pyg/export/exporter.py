@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import io
+import itertools
 import os
 import warnings
 from dataclasses import dataclass
@@ -21,14 +22,18 @@ from ..fileio import atomic_path, user_path
 from ..graph.bits import FLOAT_BITS
 from ..inits import load_params
 from ..quant.quantizers import CalibrationMethod
-from ..quant.runner import QuantizedModel, quantize
+from ..quant.runner import QuantizedModel, module_device, quantize
 from ..quant.spec import QuantSpec
+from ..train.protocol import EvalProtocol
 from .qdq import LayerExport, qdq_module
 
-__all__ = ["OnnxExport", "to_onnx", "export_quantized", "DEFAULT_OPSET"]
+__all__ = ["OnnxExport", "to_onnx", "export_quantized", "bn_batches_for", "DEFAULT_OPSET",
+           "PREDICTED_BN_BATCHES"]
 
 #: The opset of exports without int4 weights (ONNX Runtime >= 1.13 runs it).
 DEFAULT_OPSET = 17
+#: BN-statistics batches for supplied parameters (the ``calibrated`` protocol's default).
+PREDICTED_BN_BATCHES = EvalProtocol.bn_batches
 #: The opset int4 exports are written at before the integer pass moves them to 21.
 _INT4_EXPORT_OPSET = 20
 #: Messages of the deprecation warnings the TorchScript-based exporter emits; it is the
@@ -94,8 +99,8 @@ def export_quantized(qmodel: QuantizedModel, path: str | os.PathLike,
     tensor, zero point 0): ``int8``, or ``int4`` for layers of at most 4 bits when
     ``int4`` (the file is then at opset 21). Activations are quantized per tensor to
     ``uint8`` with the runner's scale and zero point; below 8 bits a ``Clip`` after
-    the ``DequantizeLinear`` keeps them on the ``b``-bit grid. Batch norms folded by the runner are in the weights;
-    others run with their running statistics. The file has a dynamic batch dimension
+    the ``DequantizeLinear`` keeps them on the ``b``-bit grid. Batch norms folded by the
+    runner are in the weights; others run with their running statistics. The file has a dynamic batch dimension
     (input ``"images"``, output ``"logits"``) and is written atomically.
 
     Args:
@@ -117,13 +122,12 @@ def export_quantized(qmodel: QuantizedModel, path: str | os.PathLike,
     """
     import onnx
 
-    from .integer_weights import store_integer_weights
+    from .integer_weights import default_opset, store_integer_weights
 
     path = _writable(path)
     module, layers = qdq_module(qmodel)
     with_int4 = _needs_int4(layers, int4)
-    device = next(iter(qmodel.parameters()), torch.empty(0)).device
-    example = torch.zeros(tuple(input_shape), device=device)
+    example = torch.zeros(tuple(input_shape), device=module_device(qmodel.module))
     buffer = io.BytesIO()
     try:
         with warnings.catch_warnings():
@@ -142,9 +146,8 @@ def export_quantized(qmodel: QuantizedModel, path: str | os.PathLike,
     onnx.checker.check_model(proto)
     with atomic_path(path) as tmp:
         onnx.save(proto, str(tmp))
-    opset_used = next(e.version for e in proto.opset_import if e.domain in ("", "ai.onnx"))
     described = [(layer, storage.get(layer.weight_key, "float")) for layer in layers]
-    return OnnxExport(path, qmodel, described, opset_used, path.stat().st_size)
+    return OnnxExport(path, qmodel, described, default_opset(proto), path.stat().st_size)
 
 
 def to_onnx(model: nn.Module, params: Mapping[str, Tensor] | None, spec: QuantSpec,
@@ -160,10 +163,10 @@ def to_onnx(model: nn.Module, params: Mapping[str, Tensor] | None, spec: QuantSp
     (``spec`` with ``fold_bn=True``), as integer runtimes do. Networks trained
     quantized without folding (``ghn_pyg.study.qat``, the GHNs) keep their accuracy
     below 8 bits only unfolded (``fold_bn=False``: batch norms run in float after the
-    integer convolution; README, "ONNX export"). Batch-norm running statistics are re-estimated on
-    ``bn_batches`` calibration batches (as the ``calibrated`` evaluation protocol does),
-    then activation ranges are calibrated on the first ``calib_batches`` and frozen;
-    :func:`export_quantized` writes the result.
+    integer convolution; README, "ONNX export"). Batch-norm running statistics are
+    re-estimated on ``bn_batches`` calibration batches (as the ``calibrated`` evaluation
+    protocol does), then activation ranges are calibrated on the first
+    ``calib_batches`` and frozen; :func:`export_quantized` writes the result.
 
     Args:
         model: the CNN.
@@ -173,9 +176,9 @@ def to_onnx(model: nn.Module, params: Mapping[str, Tensor] | None, spec: QuantSp
         input_shape: ``(1, C, H, W)`` the network takes.
         calibration: training images: an iterable of batches or ``(images, labels)``.
         path: the ``.onnx`` file.
-        bn_batches: batches for the BN statistics; default 20 when ``params`` are
-            given (predicted parameters come without statistics), else 0 (keep the
-            model's own running statistics).
+        bn_batches: batches for the BN statistics; default :func:`bn_batches_for`
+            (:data:`PREDICTED_BN_BATCHES` when ``params`` are given, since predicted
+            parameters come without statistics, else 0: keep the model's own).
         calib_batches: batches for the activation ranges.
         calib_method: ``"minmax"``, ``"percentile"`` or ``"mse"``.
         fold_bn: fold batch norms into the preceding weights before quantizing them.
@@ -198,8 +201,8 @@ def to_onnx(model: nn.Module, params: Mapping[str, Tensor] | None, spec: QuantSp
     if params is not None:
         runner.check_params(params)
         load_params(network, dict(params))  # the runner shares these parameters
-    bn_steps = (20 if params is not None else 0) if bn_batches is None else bn_batches
-    batches = list(_take(calibration, max(bn_steps, calib_batches)))
+    bn_steps = bn_batches_for(params, bn_batches)
+    batches = list(itertools.islice(calibration, max(bn_steps, calib_batches)))
     if not batches:
         raise ExportError("to_onnx needs calibration images (training batches); got none")
     if bn_steps > 0 and runner.batch_norms():
@@ -209,9 +212,10 @@ def to_onnx(model: nn.Module, params: Mapping[str, Tensor] | None, spec: QuantSp
     return export_quantized(runner, path, input_shape, int4=int4, opset=opset)
 
 
-def _take(batches: Iterable[Tensor | Sequence[Tensor]], count: int) -> Iterable[Tensor]:
-    """The images of the first ``count`` batches."""
-    for index, batch in enumerate(batches):
-        if index >= count:
-            return
-        yield batch[0] if isinstance(batch, (tuple, list)) else batch
+def bn_batches_for(params: Mapping[str, Tensor] | None, bn_batches: int | None = None) -> int:
+    """The BN-statistics batches of an export: ``bn_batches`` if given, else
+    :data:`PREDICTED_BN_BATCHES` for supplied (e.g. predicted) parameters and 0 for a
+    model's own (trained) ones."""
+    if bn_batches is not None:
+        return bn_batches
+    return PREDICTED_BN_BATCHES if params is not None else 0

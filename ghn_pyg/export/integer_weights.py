@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-__all__ = ["store_integer_weights", "INT4_OPSET"]
+__all__ = ["store_integer_weights", "default_opset", "INT4_OPSET"]
 
 #: The first ONNX opset with 4-bit integer types.
 INT4_OPSET = 21
@@ -72,12 +72,13 @@ def store_integer_weights(model: onnx.ModelProto, weight_bits: Mapping[str, int]
             ``DequantizeLinear`` (not what ``torch.onnx.export`` writes), or ``int4``
             with a model below opset 20.
     """
-    if int4 and any(w <= 4 for w in weight_bits.values()) and _opset(model) < INT4_OPSET - 1:
+    opset = default_opset(model)
+    if int4 and any(w <= 4 for w in weight_bits.values()) and opset < INT4_OPSET - 1:
         raise ValueError(f"int4 weights need a model exported at opset {INT4_OPSET - 1} or "
-                         f"{INT4_OPSET}, got {_opset(model)}")
+                         f"{INT4_OPSET}, got {opset}")
     graph = model.graph
     constants = _constants(graph)
-    initializers = {init.name: init for init in graph.initializer}
+    initializers = {init.name for init in graph.initializer}
     consumers: dict[str, list[onnx.NodeProto]] = {}
     for node in graph.node:
         for name in node.input:
@@ -131,7 +132,7 @@ def _int4_dtype():
     return ml_dtypes.int4
 
 
-def _opset(model: onnx.ModelProto) -> int:
+def default_opset(model: onnx.ModelProto) -> int:
     """The model's version of the default ONNX domain."""
     return next(entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx"))
 

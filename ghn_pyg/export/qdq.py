@@ -74,14 +74,14 @@ class QDQLayer(nn.Module):
         self._op_layer = (layer._layer[0],)  # for its hyper-parameters, not its weights
         self.w_bits = layer.weight_quant.bits
         self.a_bits = layer.act_quant.bits
+        self.per_channel = layer.weight_quant.per_channel
         with torch.no_grad():
             weight, bias = layer.float_weight()
             self.register_buffer("weight", layer.weight_quant(weight).detach().clone())
             self.register_buffer("bias", bias.detach().clone() if bias is not None else None)
             if self.w_bits < FLOAT_BITS:
-                scale = weight_scale(weight, self.w_bits, layer.weight_quant.per_channel)
-                self.register_buffer("weight_scale", scale)
-                self.per_channel = scale.numel() > 1
+                self.register_buffer("weight_scale",
+                                     weight_scale(weight, self.w_bits, self.per_channel))
             if self.a_bits < FLOAT_BITS:
                 scale, zero_point = act_qparams(layer.act_quant.low, layer.act_quant.high,
                                                 self.a_bits)

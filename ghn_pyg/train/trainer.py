@@ -21,8 +21,8 @@ from tqdm.auto import tqdm
 from ..data.archgraph_dataset import ArchGraphDataset
 from ..data.images import load_images
 from ..fileio import atomic_path, user_path
-from ..graph.bits import FLOAT_BITS
 from ..graph.archgraph import ArchGraph
+from ..graph.bits import FLOAT_BITS
 from ..formats import TRAIN_FORMAT, TRAIN_VERSION, CheckpointError, read_checkpoint
 from ..nn.ghn import GHN
 from ..quant.runner import QuantizedModel, quantize
