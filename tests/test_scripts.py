@@ -211,3 +211,15 @@ def test_onnx_check_compares_runtime_and_runner(tmp_path):
     row = dict(zip(header, body[0]))
     assert float(row["same top-1, ORT optimizations off (%)"]) >= 99.0
     assert float(row["same top-1 (%)"]) >= 95.0
+
+
+def test_bench_step_parts_prints_its_tables(tmp_path):
+    output = run_script("bench_step_parts", "--parts", "networks,runner,variance", "--runs", "1",
+                        "--graphs", str(tmp_path / "g"), "--num-archs", "64")
+    rows = table_rows(output)
+    assert rows[0][0] == "8 networks, 64 images" and len(rows) == 3 + 4 + 5
+    runner = {r[0]: float(r[1]) for r in rows[3:7] if r[0] != "runner of one unseen architecture"}
+    assert all(ms > 0 for ms in runner.values()) and len(runner) == 3
+    bad = subprocess.run([sys.executable, str(SCRIPTS / "bench_step_parts.py"), "--parts", "nope"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown parts" in bad.stderr

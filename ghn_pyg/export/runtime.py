@@ -27,8 +27,8 @@ def onnx_session(path: str | os.PathLike, threads: int | None = None, qdq_fusion
             by a quantizer (README, "ONNX export").
         optimize: ONNX Runtime's graph optimizations (its default). Off, it runs the
             graph as written: the fake-quant runner's results to float rounding (on
-            mobilenet_v2 at W8A8, 99.95% of test images get the same top-1 against
-            94.5% with the optimizations), more slowly.
+            mobilenet_v2 at W8A8, 99.89% of test images get the same top-1 against
+            94.08% with the optimizations; ``scripts/onnx_check.py``), more slowly.
 
     Raises:
         ImportError: onnxruntime is not installed (``pip install ghn_pyg[export]``).
