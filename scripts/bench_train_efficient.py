@@ -12,6 +12,9 @@ images in every process, since the run is seeded).
 - ``--profile``: ``torch.profiler`` over the timed steps: time per step by phase (the
   trainer's ``record_function`` scopes) and the ops with the most self CPU time (use
   ``--net-threads 1``: the profiler sees the calling thread's ops only);
+- ``--ranks N``: the recipe under ``torchrun`` with N processes, each with 8/N of the
+  meta-batch (DDP; on one GPU the ranks share it, the host work of launching small
+  kernels spread over N cores);
 - ``--compare REV``: a git worktree of ``REV`` and this tree run the same timed steps
   in alternating subprocesses for ``--rounds`` rounds (noise of a shared machine hits
   both alike); medians and the speed-up.
@@ -55,30 +58,68 @@ def add_efficient_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--net-threads", type=int, default=None,
                        help="the trainer's net_threads (default: its own); profile with 1, "
                             "since the profiler records the calling thread's ops only")
+    group.add_argument("--ranks", type=int, default=None,
+                       help="time the recipe under torchrun with this many processes (DDP; "
+                            "they share one GPU), each with 8/ranks architectures per step")
+    group.add_argument("--rank-meta-batch", type=int, default=None,
+                       help="--ranks: architectures per rank and step (default 8/ranks, the "
+                            "recipe's meta-batch 8 in all; more is a larger meta-batch)")
+    group.add_argument("--amp", action="store_true",
+                       help="the step under bfloat16 autocast (the trainer's --amp)")
     group.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
 
 
-def _trainer(args: argparse.Namespace, out: Path):
-    """A Trainer of the recipe on ``args.graphs``."""
+def _recipe_flags(args: argparse.Namespace, out: Path) -> list[str]:
+    """The training flags of the recipe on ``args.graphs``, writing to ``out``."""
     from ghn_pyg.data import find_fashion_mnist
     from ghn_pyg.nn.ghn import PRETRAINED_DIR
-    from ghn_pyg.train.config import add_config_arguments, config_from_args
-    from ghn_pyg.train.trainer import Trainer
 
     try:
         find_fashion_mnist()
         data = "fashion-mnist"
     except FileNotFoundError:
         data = "synthetic"
-    parser = argparse.ArgumentParser()
-    add_config_arguments(parser)
     flags = shlex.split(RECIPE) + [
         "--graphs", args.graphs, "--num-archs", str(args.num_archs), "--data", data,
         "--init-ckpt", str(PRETRAINED_DIR / "ghn-fmnist.pt"), "--device", args.device,
         "--out", str(out)]
     if args.net_threads is not None:
         flags += ["--net-threads", str(args.net_threads)]
-    return Trainer(config_from_args(parser.parse_args(flags)))
+    if args.amp:
+        flags.append("--amp")
+    return flags
+
+
+def _trainer(args: argparse.Namespace, out: Path):
+    """A Trainer of the recipe on ``args.graphs``."""
+    from ghn_pyg.train.config import add_config_arguments, config_from_args
+    from ghn_pyg.train.trainer import Trainer
+
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    return Trainer(config_from_args(parser.parse_args(_recipe_flags(args, out))))
+
+
+def time_ranks(args: argparse.Namespace, per_rank: int) -> list[float]:
+    """Seconds of each timed step of the recipe under ``torchrun`` with ``args.ranks``
+    processes (DDP; on one GPU they share it over gloo), each with ``per_rank``
+    architectures per step; read from rank 0's ``metrics.csv``."""
+    import csv
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "run"
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                   "--nproc_per_node", str(args.ranks), "-m", "ghn_pyg.train",
+                   *_recipe_flags(args, out), "--meta-batch", str(per_rank),
+                   "--steps", str(args.warmup + args.runs), "--log-every", "1"]
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        done = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True,
+                              check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"torchrun with {args.ranks} ranks failed:\n{done.stderr[-3000:]}")
+        with open(out / "metrics.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+    return [float(row["seconds"]) for row in rows[args.warmup:]]
 
 
 def _sync(device: str) -> None:
@@ -132,8 +173,35 @@ def profile_steps(args: argparse.Namespace) -> str:
                 f"{100 * e.self_cpu_time_total / 1e6 / args.runs / wall:.0f}",
                 f"{e.count // args.runs}"] for e in ops]
     op_table = markdown_table(["op", "self ms per step", "% of step", "calls per step"], op_rows)
-    return (f"step {wall:.3f} s (profiled, {args.runs} steps)\n\n{table}\n\n"
+    text = (f"step {wall:.3f} s (profiled, {args.runs} steps)\n\n{table}\n\n"
             f"Ops with the most self CPU time:\n\n{op_table}")
+    if args.device.startswith("cuda"):
+        text += "\n\n" + _device_time_table(events, args.runs, wall)
+    return text
+
+
+def _device_time_table(events, runs: int, wall: float) -> str:
+    """Markdown: the GPU's busy time per step and the kernels with the most device time
+    (a GPU busy for a small share of the step is waiting for the host: launch-bound)."""
+    from torch.autograd import DeviceType
+
+    from ghn_pyg.report import markdown_table
+
+    def device_us(kernel) -> float:  # named cuda_time_total before torch 2.4
+        return getattr(kernel, "device_time_total", None) or getattr(kernel, "cuda_time_total", 0.0)
+
+    # the trainer's phases appear on the GPU's timeline too (as annotations): not kernels
+    kernels = [e for e in events if e.device_type == DeviceType.CUDA
+               and not e.key.startswith("step: ")]
+    busy = sum(device_us(e) for e in kernels) / 1e6 / runs
+    launches = sum(e.count for e in kernels) // runs
+    top = sorted(kernels, key=lambda e: -device_us(e))[:12]
+    rows = [[e.key[:70], f"{device_us(e) / 1000 / runs:.2f}",
+             f"{100 * device_us(e) / 1e6 / runs / wall:.0f}", f"{e.count // runs}"] for e in top]
+    return (f"GPU busy {1000 * busy:.0f} ms of the {1000 * wall:.0f} ms step "
+            f"({100 * busy / wall:.0f}%; {launches} kernels per step)\n\n"
+            + markdown_table(["kernel", "device ms per step", "% of step", "launches per step"],
+                             rows))
 
 
 def _ensure_graphs(args: argparse.Namespace) -> None:
@@ -202,7 +270,14 @@ def bench_efficient(args: argparse.Namespace) -> None:
     where = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else \
         f"CPU, {args.threads} threads"
     print(f"GHN-QAT step (efficient space, meta-batch 8 x 64 images of 1x28x28) on {where}")
-    if args.compare:
+    if args.ranks is not None:
+        if args.ranks < 1 or (args.rank_meta_batch is None and 8 % args.ranks):
+            raise SystemExit(f"--ranks must divide the meta-batch 8, got {args.ranks}")
+        per_rank = args.rank_meta_batch or 8 // args.ranks
+        median = statistics.median(time_ranks(args, per_rank))
+        print(f"{args.ranks} ranks x {per_rank} architectures: median {median:.3f} s per step "
+              f"over {args.runs} steps, {args.ranks * per_rank * 64 / median:.0f} images/s")
+    elif args.compare:
         print(compare(args))
     elif args.profile:
         print(profile_steps(args))

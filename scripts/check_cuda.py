@@ -4,9 +4,11 @@
   through the custom sweep backward and the tiling backward;
 * a GHN forward + backward under bfloat16 autocast (``--amp``) gives finite gradients;
 * a CUDA-graph replay of the GatedGNN forward equals the eager forward;
-* the fake-quant runner's loss and gradients on CUDA equal the CPU's at 32 bits and
-  stay close at 8 bits; at 4 bits the difference is printed only, since a last-bit
-  float difference flips roundings that 53 low-bit layers then amplify.
+* the fake-quant runner's loss and gradients on CUDA equal the CPU's at 32 bits; at 8
+  and 4 bits the CPU-CUDA difference is printed only (a last-bit float difference flips
+  roundings that 53 low-bit layers amplify; the loss change a 1e-6 relative nudge of
+  the parameters causes on the CPU is printed beside it), and the fused fake-quant
+  kernels used on CUDA must equal the five-op path on the same device.
 
 TF32 is turned off so that CUDA convolutions and matmuls compute in full float32.
 
@@ -26,12 +28,28 @@ warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", c
 from torch_geometric.data import Batch  # noqa: E402
 
 from ghn_pyg import GHN, QuantSpec, trace  # noqa: E402
-from ghn_pyg.quant import quantize  # noqa: E402
+from ghn_pyg.quant import fakequant, quantize  # noqa: E402
 from ghn_pyg.spaces import build_torchvision  # noqa: E402
 
 
 def max_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
     return max(float((a[k].cpu() - b[k].cpu()).abs().max()) for k in a)
+
+
+def runner_loss_and_grads(model: torch.nn.Module, bits: int, images: torch.Tensor,
+                          labels: torch.Tensor, device: str, nudge: float = 0.0
+                          ) -> tuple[float, dict[str, torch.Tensor]]:
+    """Loss and parameter gradients of ``model`` run fake-quantized at ``bits`` on
+    ``device`` with its own parameters (times ``1 + nudge * noise``) supplied."""
+    m = copy.deepcopy(model).to(device)
+    generator = torch.Generator().manual_seed(1)
+    params = {k: (v.detach() * (1 + nudge * torch.randn(v.shape, generator=generator)
+                                .to(device))).requires_grad_()
+              for k, v in m.named_parameters()}
+    runner = quantize(m, QuantSpec.uniform(bits), bn="batch")
+    loss = torch.nn.functional.cross_entropy(runner(images.to(device), params), labels.to(device))
+    loss.backward()
+    return loss.item(), {k: p.grad for k, p in params.items()}
 
 
 def main() -> int:
@@ -103,22 +121,37 @@ def main() -> int:
 
     model = build_torchvision("mobilenet_v2", num_classes=10)
     images, labels = torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,))
-    for bits, tolerance in ((32, 1e-4), (8, 2e-2), (4, None)):
-        results = {}
-        for device in ("cpu", "cuda"):
-            m = copy.deepcopy(model).to(device)
-            params = {k: v.detach().clone().requires_grad_() for k, v in m.named_parameters()}
-            runner = quantize(m, QuantSpec.uniform(bits), bn="batch")
-            loss = torch.nn.functional.cross_entropy(runner(images.to(device), params),
-                                                     labels.to(device))
-            loss.backward()
-            results[device] = (loss.item(), {k: p.grad for k, p in params.items()})
-        loss_diff = abs(results["cpu"][0] - results["cuda"][0])
-        grad_diff = max_diff(results["cpu"][1], results["cuda"][1])
+    torch.backends.cudnn.deterministic = True
+    for bits in (32, 8, 4):
+        cpu = runner_loss_and_grads(model, bits, images, labels, "cpu")
+        gpu = runner_loss_and_grads(model, bits, images, labels, "cuda")
+        loss_diff, grad_diff = abs(cpu[0] - gpu[0]), max_diff(cpu[1], gpu[1])
         print(f"W{bits}A{bits} runner CPU vs CUDA: loss difference {loss_diff:.2e}, "
               f"max grad difference {grad_diff:.2e}")
-        if tolerance is not None and loss_diff > tolerance:
-            failures.append(f"fake-quant runner at {bits} bits differs between CPU and CUDA")
+        if bits == 32:
+            if loss_diff > 1e-4:
+                failures.append("the float runner differs between CPU and CUDA")
+            continue
+        # low-bit losses of a random mobilenet_v2 are chaotic (a rounding flip in one of
+        # 53 layers moves them): show how much a 1e-6 relative change of the parameters
+        # moves the CPU loss, and check the fused CUDA kernels against the five-op path
+        # on the same device, where results must agree
+        nudged = runner_loss_and_grads(model, bits, images, labels, "cpu", nudge=1e-6)
+        print(f"  (CPU loss moved by {abs(nudged[0] - cpu[0]):.2e} by a 1e-6 relative "
+              "change of the parameters)")
+        fakequant.FUSED_KERNELS = "never"
+        try:
+            unfused = runner_loss_and_grads(model, bits, images, labels, "cuda")
+        finally:
+            fakequant.FUSED_KERNELS = "accelerator"
+        loss_diff, grad_diff = abs(unfused[0] - gpu[0]), max_diff(unfused[1], gpu[1])
+        scale = max(float(g.abs().max()) for g in unfused[1].values())
+        print(f"W{bits}A{bits} runner on CUDA, fused kernels vs the five-op path: loss "
+              f"difference {loss_diff:.2e}, max grad difference {grad_diff:.2e} (largest "
+              f"gradient {scale:.2e})")
+        if loss_diff > 1e-5 or grad_diff > 1e-4 * max(scale, 1.0):
+            failures.append(f"fused fake-quant kernels differ from the five-op path at {bits} "
+                            "bits on CUDA")
     print("FAILED: " + "; ".join(failures) if failures else "all CUDA checks passed")
     return 1 if failures else 0
 

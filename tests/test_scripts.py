@@ -188,6 +188,17 @@ def test_bench_train_efficient_workload_times_real_steps(tmp_path):
     assert re.search(r"median \d+\.\d+ s per step over 1 steps, \d+ images/s", output)
 
 
+def test_bench_train_efficient_times_ddp_ranks(tmp_path):
+    graphs = ["--workload", "efficient", "--graphs", str(tmp_path / "g"), "--num-archs", "4",
+              "--runs", "1", "--warmup", "1", "--threads", "1"]
+    output = run_script("bench_train", *graphs, "--ranks", "2", "--rank-meta-batch", "1")
+    assert re.search(r"2 ranks x 1 architectures: median \d+\.\d+ s per step over 1 steps",
+                     output)
+    bad = subprocess.run([sys.executable, str(SCRIPTS / "bench_train.py"), *graphs, "--ranks", "3"],
+                         capture_output=True, text=True, timeout=600)
+    assert bad.returncode != 0 and "--ranks must divide the meta-batch 8, got 3" in bad.stderr
+
+
 def test_bench_onnx_prints_sizes_and_latencies():
     pytest.importorskip("onnxruntime", reason="the export extra is not installed")
     rows = table_rows(run_script("bench_onnx", "--runs", "1", "--threads", "1",

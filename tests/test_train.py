@@ -204,6 +204,27 @@ def test_cli_train_eval_predict(graphs, tmp_path, capsys):
     assert GHN.load(out / "last.pt").config["hid"] == 32
 
 
+def test_backend_is_nccl_only_with_a_gpu_per_local_rank():
+    from ghn_pyg.train.distributed import backend_for
+
+    assert backend_for(use_cuda=True, local_world=2, gpus=2) == "nccl"
+    assert backend_for(use_cuda=True, local_world=4, gpus=1) == "gloo"  # ranks share a GPU
+    assert backend_for(use_cuda=False, local_world=2, gpus=0) == "gloo"
+
+
+def test_ranks_beyond_the_gpus_share_them(monkeypatch):
+    from ghn_pyg.train import distributed
+
+    chosen = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    for local_rank in range(5):
+        monkeypatch.setenv("LOCAL_RANK", str(local_rank))
+        assert distributed.device_for("cuda", 0) == torch.device("cuda", local_rank % 2)
+    assert chosen == [0, 1, 0, 1, 0]
+
+
 def test_torchrun_two_cpu_processes_stay_in_sync(graphs, tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}

@@ -8,13 +8,22 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-__all__ = ["setup", "device_for", "wrap", "barrier", "all_finite", "replicas_in_sync", "teardown"]
+__all__ = ["setup", "backend_for", "device_for", "wrap", "barrier", "all_finite",
+           "replicas_in_sync", "teardown"]
+
+
+def backend_for(use_cuda: bool, local_world: int, gpus: int) -> str:
+    """The process-group backend: NCCL when every local rank has a GPU of its own, else
+    gloo (on the CPU, and when several ranks share a GPU, which NCCL refuses: small
+    networks leave a GPU mostly idle while each rank's host work launches kernels, so
+    ranks sharing one scale the host side)."""
+    return "nccl" if use_cuda and local_world <= gpus else "gloo"
 
 
 def setup(device: str = "auto") -> tuple[int, int]:
     """Join the process group torchrun describes (``WORLD_SIZE`` > 1), once.
 
-    Uses NCCL when training on CUDA, gloo otherwise.
+    The backend is :func:`backend_for`'s: NCCL on CUDA with a GPU per rank, gloo otherwise.
 
     Returns:
         ``(rank, world_size)``; ``(0, 1)`` without torchrun.
@@ -24,16 +33,21 @@ def setup(device: str = "auto") -> tuple[int, int]:
         return 0, 1
     if not dist.is_initialized():
         use_cuda = device != "cpu" and torch.cuda.is_available()
-        dist.init_process_group("nccl" if use_cuda else "gloo")
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+        gpus = torch.cuda.device_count() if use_cuda else 0
+        dist.init_process_group(backend_for(use_cuda, local_world, gpus))
     return dist.get_rank(), dist.get_world_size()
 
 
 def device_for(device: str, rank: int) -> torch.device:
-    """``auto``: this rank's GPU when CUDA is available, else the CPU."""
+    """``auto``: this rank's GPU when CUDA is available, else the CPU.
+
+    Local rank ``r`` takes GPU ``r mod (GPUs)``, so more ranks than GPUs share them.
+    """
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and torch.cuda.is_available():
-        local = int(os.environ.get("LOCAL_RANK", rank))
+        local = int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count()
         torch.cuda.set_device(local)
         return torch.device("cuda", local)
     if device.startswith("cuda") and not torch.cuda.is_available():
