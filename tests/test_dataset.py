@@ -12,6 +12,7 @@ from ghn_pyg import trace
 from ghn_pyg.data import ArchGraphDataset, sample_specs
 from ghn_pyg.data import archgraph_dataset as module
 from ghn_pyg.errors import DatasetError
+from ghn_pyg.quant import QuantSpec, quantize
 from ghn_pyg.spaces import get_space, spec_hash
 
 
@@ -33,6 +34,17 @@ def test_graphs_match_their_modules_and_survive_reopening(tmp_path):
         assert graph.param_names == again.param_names and graph.num_classes == 10
         assert json.loads(graph.spec) == data.spec(i)
     assert data.build_module(3) is data.build_module(3)  # cached
+    # on a device: a new module made there (meta tensors: shapes without storage)
+    made_there = data.build_module(3, device="meta")
+    assert made_there is not data.build_module(3)
+    tensors = dict(made_there.state_dict())
+    assert tensors.keys() == data.build_module(3).state_dict().keys()
+    assert all(t.is_meta and t.shape == data.build_module(3).state_dict()[k].shape
+               for k, t in tensors.items())
+    # a training runner around it keeps every tensor on that device
+    runner = quantize(made_there, QuantSpec.uniform(4), (1, 1, 28, 28), bn="batch",
+                      graph=data[3])
+    assert runner.layers and all(t.is_meta for t in runner.state_dict().values())
     reopened = make(tmp_path)
     assert len(reopened) == 24 and torch.equal(reopened[5].op, data[5].op)
     assert data.bytes_per_graph() <= 10 * 1024

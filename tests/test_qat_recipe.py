@@ -203,6 +203,25 @@ def test_range_images_calibrate_activation_ranges_each_step(efficient, tmp_path)
         TrainConfig(range_images=-1)
 
 
+def test_runners_are_cached_per_architecture_without_their_parameters(efficient, tmp_path):
+    trainer = Trainer(efficient_config(efficient, tmp_path, bits=(4,), data="synthetic",
+                                       meta_batch=2, batch_size=16, runner_cache=2))
+    draws = {0: [0, 1], 1: [0, 2]}
+    trainer.arch_sampler.indices = draws.__getitem__
+    trainer.train_step()
+    first = trainer._runners[0]
+    assert all(p.is_meta for p in first.parameters())  # the GHN's predictions replace them
+    trainer.train_step()
+    assert list(trainer._runners) == [0, 2] and trainer._runners[0] is first  # LRU of 2
+    uncached = Trainer(efficient_config(efficient, tmp_path / "u", bits=(4,), data="synthetic",
+                                        meta_batch=2, batch_size=16, runner_cache=0))
+    uncached.arch_sampler.indices = draws.__getitem__
+    uncached.train_step()
+    assert not uncached._runners
+    with pytest.raises(ValueError, match="runner_cache must be >= 0"):
+        TrainConfig(runner_cache=-1)
+
+
 def test_config_values_of_the_wrong_type_name_the_setting():
     import numpy as np
 

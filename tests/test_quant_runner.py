@@ -259,3 +259,22 @@ def test_a_known_graph_skips_the_build_and_gives_the_same_runner():
                   (1, 3, 16, 16))
     with pytest.raises(ValueError, match="does not describe this"):
         quantize(model, spec, (1, 3, 16, 16), graph=other)
+
+
+@pytest.mark.parametrize("fold_bn", [False, True])
+def test_released_parameters_free_memory_and_keep_the_results(fold_bn):
+    model = randomize_bn(small_cnn())
+    runner = quantize(model, QuantSpec.uniform(4), (1, 3, 16, 16), bn="batch", fold_bn=fold_bn)
+    x = torch.randn(8, 3, 16, 16)
+    params = {k: v.detach() * 1.1 for k, v in model.named_parameters()}
+    before = runner(x, params)
+    names = [name for name, _ in runner.named_parameters()]
+    runner.release_parameters()
+    # no storage left in the runner, the original model (it was shared) included
+    assert all(p.is_meta for p in runner.parameters()) and all(p.is_meta for p in model.parameters())
+    assert [name for name, _ in runner.named_parameters()] == names  # shared ones stay shared
+    assert torch.equal(runner(x, params), before)
+    runner.calibrate([x], 1, params=params)  # on the parameters' device, not the model's
+    assert all(layer.act_quant.mode == "frozen" for layer in runner.layers.values())
+    with pytest.raises(ParamsMismatchError, match="were released .* pass params"):
+        runner(x)

@@ -215,14 +215,25 @@ class ArchGraphDataset(Dataset):
         shard, j = self._locate(idx)
         return shard.spec(j)
 
-    def build_module(self, idx: int) -> nn.Module:
-        """The network of graph ``idx``, from an LRU cache of 64 (training asks every step).
+    def build_module(self, idx: int, device: torch.device | str | None = None) -> nn.Module:
+        """The network of graph ``idx``.
 
-        The module is shared between calls: do not modify its parameters in place.
+        Args:
+            idx: the graph's index (negative counts from the end).
+            device: build a new module whose parameters and buffers are created (and
+                initialised) on ``device`` directly, e.g. a GPU, with no copy from host
+                memory; by default the module comes from an LRU cache of 64 CPU modules,
+                shared between calls (do not modify its parameters in place).
+
+        Raises:
+            IndexError: ``idx`` out of range.
         """
         n = len(self)
         if not -n <= idx < n:
             raise IndexError(f"graph {idx} out of range for {n} graphs")
+        if device is not None:
+            with torch.device(device):
+                return self._build_module(idx % n)
         return self._modules(idx % n)
 
     def _build_module(self, idx: int) -> nn.Module:

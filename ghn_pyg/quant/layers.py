@@ -122,6 +122,10 @@ class BatchNormRunner(nn.Module):
         """The original batch norm (its running statistics are read and updated)."""
         return self._bn[0]
 
+    def source_modules(self) -> tuple[nn.Module, ...]:
+        """The module this one stands for (it shares their parameters)."""
+        return self._bn
+
     def forward(self, x: Tensor) -> Tensor:
         bn = self._bn[0]
         use_running = _uses_running_stats(bn, self.mode)
@@ -175,6 +179,11 @@ class QuantLayer(nn.Module):
     def folded_bn(self) -> nn.modules.batchnorm._BatchNorm | None:
         """The batch norm folded into this layer's weights (None: nothing folded)."""
         return self._fold[0] if self._fold is not None else None
+
+    def source_modules(self) -> tuple[nn.Module, ...]:
+        """The modules this one stands for (it shares their parameters): the layer and
+        the folded batch norm, if any."""
+        return self._layer + ((self._fold[0],) if self._fold is not None else ())
 
     def set_fold_mode(self, mode: BNMode) -> None:
         """The statistics mode of the folded batch norm (nothing to do without one)."""

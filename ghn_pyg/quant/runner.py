@@ -58,6 +58,7 @@ class QuantizedModel(nn.Module):
         self.param_dtype = next((p.dtype for p in module.parameters() if p.is_floating_point()),
                                 torch.float32)
         self.bn = bn
+        self.params_released = False
 
     def train(self, mode: bool = True) -> "QuantizedModel":
         """Set this wrapper's flag only: the traced modules are shared with the model."""
@@ -79,6 +80,10 @@ class QuantizedModel(nn.Module):
             ParamsMismatchError: ``params`` has missing, unknown or mis-shaped entries.
         """
         if params is None:
+            if self.params_released:
+                raise ParamsMismatchError(
+                    f"the parameters of {self.graph.name} were released "
+                    "(release_parameters()); pass params")
             return self.module(x)
         self.check_params(params)
         return functional_call(self.module, dict(params), (x,), strict=False)
@@ -146,6 +151,26 @@ class QuantizedModel(nn.Module):
                 parts.append(f"mis-shaped ({len(misshaped)}): {'; '.join(misshaped)}")
             raise ParamsMismatchError(
                 f"params do not match {self.graph.name}:\n  " + "\n  ".join(parts))
+
+    def release_parameters(self) -> "QuantizedModel":
+        """Free the memory of the model's own parameters; returns self.
+
+        Each parameter becomes a ``meta`` tensor of the same shape (no storage), so the
+        runner keeps only the traced network, its buffers and quantizers: for a runner
+        always called with supplied ``params``, such as the trainer's cache of one runner
+        per architecture. Afterwards every call must supply ``params``.
+        """
+        released: dict[int, nn.Parameter] = {}
+        for holder in _parameter_holders(self.module):
+            for name, param in holder._parameters.items():
+                if param is None or param.is_meta:
+                    continue
+                if id(param) not in released:  # shared parameters stay shared
+                    released[id(param)] = nn.Parameter(torch.empty_like(param, device="meta"),
+                                                       param.requires_grad)
+                holder._parameters[name] = released[id(param)]
+        self.params_released = True
+        return self
 
     # ------------------------------------------------------------ bits
     def set_bits(self, bits: QuantSpec | ArchGraph) -> "QuantizedModel":
@@ -268,7 +293,8 @@ class QuantizedModel(nn.Module):
             x = batch[0] if isinstance(batch, (tuple, list)) else batch
             if before_each is not None:
                 before_each(seen + 1)
-            self(x.to(module_device(self.module)), params)
+            device = next(iter(params.values())).device if params else module_device(self.module)
+            self(x.to(device), params)
             seen += 1
             if seen >= num_batches:
                 break
@@ -291,6 +317,15 @@ def module_device(module: nn.Module) -> torch.device:
     """The device of a module's first parameter (the CPU when it has none)."""
     param = next(module.parameters(), None)
     return param.device if param is not None else torch.device("cpu")
+
+
+def _parameter_holders(module: nn.Module) -> Iterator[nn.Module]:
+    """Every module that registers parameters of the traced ``module``: its submodules
+    and the layers its :class:`QuantLayer`/:class:`BatchNormRunner` stand for (which
+    share their ``Parameter`` objects)."""
+    for sub in module.modules():
+        yield sub
+        yield from sub.source_modules() if isinstance(sub, (QuantLayer, BatchNormRunner)) else ()
 
 
 def _layer_bits(graph: ArchGraph) -> dict[str, tuple[int, int]]:
@@ -392,8 +427,9 @@ def _wrap_modules(module: fx.GraphModule, bits: dict[str, tuple[int, int]], bn: 
                     f"layer {node.target!r} ({type(sub).__name__}) is a {primitive} but not an "
                     "nn.ConvNd/nn.Linear subclass, so it cannot be fake-quantized; keep it at "
                     "32 bits with QuantSpec(layers={name: 32})")
-            layer = QuantLayer(sub, w_bits, a_bits, per_channel, learnable_scales,
-                               folded.get(node.target)).to(module_device(sub))
+            with torch.device(module_device(sub)):  # its buffers made there, not copied
+                layer = QuantLayer(sub, w_bits, a_bits, per_channel, learnable_scales,
+                                   folded.get(node.target))
             module.add_submodule(node.target, layer)
             layers[node.target] = layer
     return layers

@@ -25,7 +25,7 @@ LEGACY_SETTINGS: dict[str, Any] = {"bit_weights": [], "seed_bits": False,
 #: Settings a resumed run may change; every other one must match the checkpoint's.
 RESUMABLE: tuple[str, ...] = ("steps", "lr", "log_every", "ckpt_every", "max_nan", "device",
                               "workers", "out", "graphs", "data_root", "init_ckpt",
-                              "net_threads")
+                              "net_threads", "runner_cache")
 
 
 @dataclass
@@ -53,7 +53,10 @@ class TrainConfig:
     ``workers`` builds the architecture dataset in that many processes if it is missing;
     ``net_threads`` runs the networks of a meta-batch concurrently in that many threads,
     each op on one thread (0: as many as torch's intra-op threads on the CPU, 1 on an
-    accelerator; 1: one after another, each op on all intra-op threads).
+    accelerator; 1: one after another, each op on all intra-op threads);
+    ``runner_cache`` keeps that many architectures' traced runners between steps (least
+    recently used out; without their own parameters, which the GHN's replace), so an
+    architecture drawn again is not traced again.
     """
 
     graphs: str = "graphs/efficient-fmnist"
@@ -102,6 +105,7 @@ class TrainConfig:
     log_every: int = 10
     workers: int = 0
     net_threads: int = 0
+    runner_cache: int = 10000
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -142,7 +146,7 @@ class TrainConfig:
         for key in positive:
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
-        for key in ("warmup", "workers", "range_images", "net_threads"):
+        for key in ("warmup", "workers", "range_images", "net_threads", "runner_cache"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}")
         for key in ("bias_range", "bias_slope", "norm_slope"):
@@ -282,6 +286,8 @@ HELP: dict[str, str] = {
     "net_threads": "run the networks of a meta-batch concurrently in this many threads, each "
                    "op single-threaded (0: torch's intra-op thread count on the CPU, 1 on a GPU; "
                    "1: one after another)",
+    "runner_cache": "architectures whose traced runners are kept between steps (0: none; "
+                    "about 0.7 MB each for efficient networks, per process)",
 }
 
 

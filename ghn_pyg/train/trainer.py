@@ -37,7 +37,6 @@ __all__ = ["Trainer", "NonFiniteLossError", "RunExistsError", "TRAIN_FORMAT",
 #: The files of a run folder (``tensorboard`` is a folder).
 RUN_FILES: tuple[str, ...] = ("last.pt", "metrics.csv", "config.json", "tensorboard")
 
-_RUNNER_CACHE = 128
 
 
 class NonFiniteLossError(RuntimeError):
@@ -66,8 +65,8 @@ class Trainer:
     network, or per layer with ``mixed``); the mean cross-entropy backpropagates into
     the GHN; gradients are clipped and the optimizer steps.
 
-    Under ``torchrun`` (``WORLD_SIZE`` > 1) the GHN is wrapped in DDP (gloo on CPU,
-    NCCL on CUDA); ranks draw disjoint architectures and image batches; only rank 0
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) the GHN is wrapped in DDP (NCCL with a GPU
+    per rank; gloo on the CPU and for ranks sharing GPUs); ranks draw disjoint architectures and image batches; only rank 0
     writes checkpoints and logs.
 
     Args:
@@ -186,17 +185,22 @@ class Trainer:
 
     # ------------------------------------------------------------ one step
     def _runner(self, idx: int, graph: ArchGraph) -> QuantizedModel:
-        """The runner of architecture ``idx`` (cached), built around its known ``graph``."""
+        """The runner of architecture ``idx`` (from the LRU cache of ``runner_cache``),
+        built around its known ``graph``, its own parameters released (the GHN's
+        predictions replace them)."""
         runner = self._runners.get(idx)
-        if runner is None:
-            module = self.archs.build_module(idx).to(self.device)
-            runner = quantize(module, None, (1, *self.config.in_shape), bn="batch", graph=graph)
-            runner.set_collapse_guard(self.config.collapse_guard)
-            self._runners[idx] = runner
-            if len(self._runners) > _RUNNER_CACHE:
-                self._runners.popitem(last=False)
-        else:
+        if runner is not None:
             self._runners.move_to_end(idx)
+            return runner
+        # a module of its own, made on the training device: no host copy (on a GPU, no
+        # sync per tensor), and its parameters can be released
+        module = self.archs.build_module(idx, device=self.device)
+        runner = quantize(module, None, (1, *self.config.in_shape), bn="batch", graph=graph)
+        runner.set_collapse_guard(self.config.collapse_guard).release_parameters()
+        if self.config.runner_cache > 0:
+            self._runners[idx] = runner
+            if len(self._runners) > self.config.runner_cache:
+                self._runners.popitem(last=False)
         return runner
 
     def train_step(self) -> dict[str, Any]:
@@ -267,8 +271,10 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.amp):
             if calibration is not None and network_bits(runner.graph) < 32:
                 with record_function("step: range calibration"):
-                    runner.calibrate([calibration], 1,
-                                     params={k: v.detach() for k, v in params.items()})
+                    # calibrate() runs without autograd; tensors that require grad skip
+                    # its check for NaN in loaded parameters (a kernel per tensor and a
+                    # host sync; a non-finite prediction shows in the loss)
+                    runner.calibrate([calibration], 1, params=params)
             with record_function("step: networks forward"):
                 logits = runner(images, params)
                 return logits, F.cross_entropy(logits.float(), labels)
