@@ -181,6 +181,28 @@ class ArchGraphDataset(Dataset):
         self._load_shard = lru_cache(maxsize=4)(self._read_shard)
         self._modules = lru_cache(maxsize=64)(self._build_module)
 
+    @classmethod
+    def open(cls, root: str | os.PathLike, split: str = "train", s_max: int = 50,
+             progress: bool = False) -> "ArchGraphDataset":
+        """An existing dataset split with the settings it was built with (its
+        ``meta.json``), e.g. another space to mix into training.
+
+        Raises:
+            DatasetError: ``root`` holds no such split; says how to build it.
+        """
+        path = user_path(root) / split / _META
+        try:
+            meta = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise DatasetError(
+                f"no architecture dataset at {path.parent} ({err}); build it first, e.g. "
+                f"`ghn-pyg make-dataset --root {root} --space cells --split {split} --size "
+                "2000`") from err
+        return cls(root, space=meta["space"], split=split, size=meta["size"], seed=meta["seed"],
+                   in_shape=meta["in_shape"], num_classes=meta["num_classes"], s_max=s_max,
+                   shard_size=meta["shard_size"], progress=progress,
+                   space_kwargs=meta.get("space_kwargs"))
+
     @property
     def num_classes(self) -> int:
         """Classifier size of the networks (PyG's ``num_classes``)."""

@@ -25,7 +25,7 @@ LEGACY_SETTINGS: dict[str, Any] = {"bit_weights": [], "seed_bits": False,
 #: Settings a resumed run may change; every other one must match the checkpoint's.
 RESUMABLE: tuple[str, ...] = ("steps", "lr", "log_every", "ckpt_every", "max_nan", "device",
                               "workers", "out", "graphs", "data_root", "init_ckpt",
-                              "net_threads", "runner_cache")
+                              "net_threads", "runner_cache", "mix_graphs")
 
 
 @dataclass
@@ -33,7 +33,9 @@ class TrainConfig:
     """Settings of ``ghn-pyg train`` (each is also a ``--flag``).
 
     Architecture data: ``graphs`` (root of an ArchGraphDataset), ``space``, ``split``,
-    ``num_archs`` (its size), ``graph_seed``. Images: ``data`` (fashion-mnist, cifar10,
+    ``num_archs`` (its size), ``graph_seed``; ``mix_graphs`` (more existing datasets,
+    e.g. of other spaces, trained on too) and ``mix_weights`` (sampling weight of each
+    dataset; default their sizes). Images: ``data`` (fashion-mnist, cifar10,
     synthetic), ``data_root``, ``batch_size``, ``augment``. GHN: ``hid``, ``gnn``, ``T``,
     ``s_max``, ``max_shape``, ``message_relu``, ``bias_range``, ``bias_slope``,
     ``norm_slope`` (see :class:`~ghn_pyg.nn.GHN`). Optimisation: ``meta_batch`` networks per step,
@@ -64,6 +66,8 @@ class TrainConfig:
     split: str = "train"
     num_archs: int = 100000
     graph_seed: int = 0
+    mix_graphs: tuple[str, ...] = ()
+    mix_weights: tuple[float, ...] = ()
     in_shape: tuple[int, int, int] = (1, 28, 28)
     num_classes: int = 10
     data: str = "fashion-mnist"
@@ -132,6 +136,11 @@ class TrainConfig:
                                  or min(self.bit_weights) < 0 or sum(self.bit_weights) <= 0):
             raise ValueError(f"bit_weights: {list(self.bit_weights)} must be one non-negative "
                              f"weight per bit-width of {list(self.bits)}, not all zero")
+        if self.mix_weights and (len(self.mix_weights) != 1 + len(self.mix_graphs)
+                                 or min(self.mix_weights) < 0 or sum(self.mix_weights) <= 0):
+            raise ValueError(f"mix_weights: {list(self.mix_weights)} must be one non-negative "
+                             f"weight for graphs and one per mix_graphs root "
+                             f"({1 + len(self.mix_graphs)} in all), not all zero")
         if self.net_grad_clip < 0 or self.grad_clip <= 0:
             raise ValueError(f"grad_clip must be > 0 and net_grad_clip >= 0, got "
                              f"{self.grad_clip} and {self.net_grad_clip}")
@@ -242,6 +251,10 @@ def load_config(path: str | Path) -> dict[str, Any]:
 #: ``--help`` text of every setting.
 HELP: dict[str, str] = {
     "graphs": "root folder of the architecture-graph dataset (built if missing)",
+    "mix_graphs": "more architecture datasets to train on (roots built with ghn-pyg "
+                  "make-dataset, e.g. of other spaces; their train split)",
+    "mix_weights": "sampling weight of graphs, then of each mix_graphs root (default: "
+                   "their sizes, every architecture equally likely)",
     "space": "architecture space of the dataset", "split": "architecture split to train on",
     "num_archs": "number of training architectures", "graph_seed": "seed of the architectures",
     "in_shape": "input C,H,W of the networks", "num_classes": "classifier size",
@@ -289,6 +302,10 @@ HELP: dict[str, str] = {
     "runner_cache": "architectures whose traced runners are kept between steps (0: none; "
                     "about 0.7 MB each for efficient networks, per process)",
 }
+
+
+def _str_tuple(text: str) -> tuple[str, ...]:
+    return tuple(t.strip() for t in text.split(",") if t.strip())
 
 
 def _float_tuple(text: str) -> tuple[float, ...]:
@@ -341,6 +358,9 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         elif f.name == "bits":
             parser.add_argument(flag, type=_bits_with_weights, default=None,
                                 metavar="B,B,... or B:W,B:W,...", help=help_text)
+        elif kind.startswith("tuple[str"):
+            parser.add_argument(flag, type=_str_tuple, default=None, metavar="A,B,...",
+                                help=help_text)
         elif kind.startswith("tuple[float"):
             parser.add_argument(flag, type=_float_tuple, default=None, metavar="A,B,...",
                                 help=help_text)

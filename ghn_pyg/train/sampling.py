@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from functools import lru_cache
+from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -17,10 +18,10 @@ from torch.utils.data import Dataset
 from ..graph.archgraph import ArchGraph
 from ..graph.bits import FLOAT_BITS
 
-__all__ = ["ArchSampler", "ImageBatcher", "draw_bits", "network_bits"]
+__all__ = ["ArchSampler", "MixtureSampler", "ImageBatcher", "draw_bits", "network_bits"]
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=8)  # one epoch's order per dataset of a mixture
 def _permutation(n: int, seed: int) -> list[int]:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
 
@@ -42,6 +43,55 @@ class ArchSampler:
         for j in range(first, first + self.m):
             epoch, pos = divmod(j, self.n)
             out.append(_permutation(self.n, self.seed * 100003 + epoch)[pos])
+        return out
+
+
+class MixtureSampler:
+    r"""Meta-batches from several architecture datasets (an
+    :class:`~ghn_pyg.data.ArchMixture`'s indices).
+
+    Slot :math:`j` of the run (slots are numbered as :class:`ArchSampler` numbers them,
+    ``meta_batch`` per rank and step) takes dataset :math:`k` with probability
+    :math:`w_k / \sum_i w_i`, drawn with a generator seeded by the run's seed and
+    :math:`j`; the slot then takes that dataset's next architecture in its own epochs of
+    seeded permutations. Every run with the same seed draws the same architectures, and
+    a resumed one continues where it stopped (the datasets' draw counts are replayed
+    from slot 0, a few microseconds per slot).
+
+    Args:
+        sizes: architectures per dataset.
+        weights: sampling weight per dataset (non-negative, not all zero).
+        meta_batch, seed, rank, world: as for :class:`ArchSampler`.
+    """
+
+    def __init__(self, sizes: Sequence[int], weights: Sequence[float], meta_batch: int,
+                 seed: int, rank: int = 0, world: int = 1) -> None:
+        if len(sizes) != len(weights) or not sizes or min(sizes) < 1:
+            raise ValueError(f"one weight per non-empty dataset, got sizes {list(sizes)} and "
+                             f"weights {list(weights)}")
+        self.sizes, self.weights = list(sizes), list(weights)
+        self.offsets = [sum(self.sizes[:k]) for k in range(len(self.sizes))]
+        self.m, self.seed, self.rank, self.world = meta_batch, seed, rank, world
+        self._slots: list[tuple[int, int]] = []  # (dataset, its draw count) of each slot
+        self._draws = [0] * len(self.sizes)
+
+    def _extend(self, slots: int) -> None:
+        choices = range(len(self.sizes))
+        while len(self._slots) < slots:
+            j = len(self._slots)
+            k = random.Random(self.seed * 1_000_003 + j).choices(choices, self.weights)[0]
+            self._slots.append((k, self._draws[k]))
+            self._draws[k] += 1
+
+    def indices(self, step: int) -> list[int]:
+        """The mixture indices rank ``rank`` trains on at ``step``."""
+        first = (step * self.world + self.rank) * self.m
+        self._extend(first + self.m)
+        out = []
+        for k, draw in self._slots[first:first + self.m]:
+            epoch, pos = divmod(draw, self.sizes[k])
+            order = _permutation(self.sizes[k], (self.seed * 100003 + epoch) * 1009 + k)
+            out.append(self.offsets[k] + order[pos])
         return out
 
 

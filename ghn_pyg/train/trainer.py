@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from ..data.archgraph_dataset import ArchGraphDataset
 from ..data.images import load_images
+from ..data.mixture import ArchMixture
 from ..fileio import atomic_path, user_path
 from ..graph.archgraph import ArchGraph
 from ..graph.bits import FLOAT_BITS
@@ -29,7 +30,7 @@ from ..quant.runner import QuantizedModel, quantize
 from . import distributed
 from .config import TrainConfig
 from .parallel import NetworkPool, resolve_net_threads
-from .sampling import ArchSampler, ImageBatcher, draw_bits, network_bits
+from .sampling import ArchSampler, ImageBatcher, MixtureSampler, draw_bits, network_bits
 
 __all__ = ["Trainer", "NonFiniteLossError", "RunExistsError", "TRAIN_FORMAT",
            "load_train_checkpoint", "RUN_FILES"]
@@ -118,8 +119,7 @@ class Trainer:
         self.model = distributed.wrap(self.ghn, self.device, self.world)
         self.optimizer = self._make_optimizer()
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
-        self.arch_sampler = ArchSampler(len(self.archs), cfg.meta_batch, cfg.seed, self.rank,
-                                        self.world)
+        self.arch_sampler = self._make_arch_sampler()
         self.image_batcher = ImageBatcher(self.images, cfg.batch_size, cfg.seed, self.rank,
                                           self.world)
         self.range_batcher = ImageBatcher(self.images, cfg.range_images, cfg.seed + 7, self.rank,
@@ -135,7 +135,9 @@ class Trainer:
             self._resume(saved)
 
     # ------------------------------------------------------------ setup
-    def _open_archs(self) -> ArchGraphDataset:
+    def _open_archs(self) -> ArchGraphDataset | ArchMixture:
+        """The training architectures: ``graphs`` (built if missing, by rank 0), mixed
+        with the ``mix_graphs`` datasets when there are any."""
         cfg = self.config
         kwargs = dict(space=cfg.space, split=cfg.split, size=cfg.num_archs, seed=cfg.graph_seed,
                       in_shape=cfg.in_shape, num_classes=cfg.num_classes, s_max=cfg.s_max,
@@ -143,7 +145,20 @@ class Trainer:
         if self.rank == 0:
             data = ArchGraphDataset(cfg.graphs, progress=True, **kwargs)
         distributed.barrier(self.world)
-        return data if self.rank == 0 else ArchGraphDataset(cfg.graphs, progress=False, **kwargs)
+        if self.rank != 0:
+            data = ArchGraphDataset(cfg.graphs, progress=False, **kwargs)
+        if not cfg.mix_graphs:
+            return data
+        return ArchMixture([data, *(ArchGraphDataset.open(root, s_max=cfg.s_max)
+                                    for root in cfg.mix_graphs)], cfg.mix_weights)
+
+    def _make_arch_sampler(self) -> ArchSampler | MixtureSampler:
+        """Epochs over one dataset, or weighted draws from a mixture's datasets."""
+        cfg = self.config
+        if isinstance(self.archs, ArchMixture):
+            return MixtureSampler(self.archs.sizes, self.archs.weights, cfg.meta_batch,
+                                  cfg.seed, self.rank, self.world)
+        return ArchSampler(len(self.archs), cfg.meta_batch, cfg.seed, self.rank, self.world)
 
     def _trained_bits(self) -> list[int]:
         """Bits this run shows the GHN, plus those its ``init_ckpt`` was trained with
@@ -406,7 +421,7 @@ class Trainer:
                  "data", "hid", "gnn", "T", "s_max", "max_shape", "message_relu", "bias_range",
                  "bias_slope", "norm_slope", "meta_batch", "batch_size",
                  "seed", "bits", "bit_weights", "mixed", "first_last_8bit", "optimizer",
-                 "schedule", "collapse_guard", "net_grad_clip", "range_images")
+                 "schedule", "collapse_guard", "net_grad_clip", "range_images", "mix_weights")
         diff = [f"{k}: checkpoint {theirs[k]!r}, now {ours[k]!r}" for k in fixed if theirs[k] != ours[k]]
         if diff:
             raise CheckpointError(f"{path}: cannot resume with other settings ({'; '.join(diff)})")
