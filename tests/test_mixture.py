@@ -1,8 +1,9 @@
-"""Training on a mixture of architecture datasets: ArchMixture, MixtureSampler, the trainer."""
+"""Training on a mixture of architecture datasets (ArchMixture, MixtureSampler) and the learning curve."""
 
 from __future__ import annotations
 
 import argparse
+import csv
 from collections import Counter
 
 import pytest
@@ -13,6 +14,7 @@ from ghn_pyg.errors import DatasetError
 from ghn_pyg.nn import CheckpointError
 from ghn_pyg.train import TrainConfig, Trainer
 from ghn_pyg.train.config import add_config_arguments, config_from_args
+from ghn_pyg.train.curve import LearningCurve, plot_curve
 from ghn_pyg.train.sampling import MixtureSampler
 
 from .test_train import config, ghn_state
@@ -98,3 +100,35 @@ def test_trainer_steps_on_a_mixture_and_resumes_exactly(graphs, efficient, tmp_p
     with pytest.raises(ValueError, match="mix_weights: .* one non-negative weight for graphs "
                                          "and one per mix_graphs root \\(2 in all\\)"):
         TrainConfig(mix_graphs=(str(efficient),), mix_weights=(1.0,))
+
+
+def test_learning_curve_goes_to_metrics_and_a_plot_without_changing_training(graphs, efficient,
+                                                                             tmp_path):
+    mix = dict(mix_graphs=(str(efficient),), steps=4, log_every=3)
+    plain = Trainer(config(graphs, tmp_path / "plain", **mix))
+    plain.train()
+    curved = Trainer(config(graphs, tmp_path / "curve", eval_every=2, eval_archs=2,
+                            eval_images=64, eval_bits=(32, 4), **mix))
+    curved.train()
+    a, b = ghn_state(plain), ghn_state(curved)
+    assert all(torch.equal(a[k], b[k]) for k in a)  # evaluating draws no training randomness
+    with open(tmp_path / "curve" / "metrics.csv", newline="") as f:
+        rows = {int(r["step"]): r for r in csv.DictReader(f)}
+    assert sorted(rows) == [2, 3, 4]  # curve points are logged whatever log_every says
+    for column in ("val_acc_32bit", "val_acc_4bit", "val_blocks_32bit", "val_efficient_4bit"):
+        assert 0.0 <= float(rows[2][column]) <= 100.0 and 0.0 <= float(rows[4][column]) <= 100.0
+        assert rows[3][column] == ""
+    assert (tmp_path / "curve" / "learning_curve.png").stat().st_size > 0
+    assert curved.curve.archs.graphs[0].name == "val-blocks-00" and len(curved.curve.archs) == 4
+    with pytest.raises(ValueError, match="eval_bits: \\[3, 1\\] must be bit-widths"):
+        TrainConfig(eval_bits=(3, 1))
+
+
+def test_plot_curve_needs_curve_points(tmp_path):
+    metrics = tmp_path / "metrics.csv"
+    metrics.write_text("step,loss,val_acc_32bit\n1,2.0,\n")
+    assert plot_curve(metrics, tmp_path / "curve.png") is None
+    metrics.write_text("step,loss,val_acc_32bit\n1,2.0,\n2,1.9,31.5\n")
+    assert plot_curve(metrics, tmp_path / "curve.png") == tmp_path / "curve.png"
+    with pytest.raises(ValueError, match="must be >= 1"):
+        LearningCurve(["blocks"], 0, (1, 28, 28), 10, None, None)

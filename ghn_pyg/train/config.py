@@ -25,7 +25,8 @@ LEGACY_SETTINGS: dict[str, Any] = {"bit_weights": [], "seed_bits": False,
 #: Settings a resumed run may change; every other one must match the checkpoint's.
 RESUMABLE: tuple[str, ...] = ("steps", "lr", "log_every", "ckpt_every", "max_nan", "device",
                               "workers", "out", "graphs", "data_root", "init_ckpt",
-                              "net_threads", "runner_cache", "mix_graphs")
+                              "net_threads", "runner_cache", "mix_graphs", "eval_every",
+                              "eval_archs", "eval_images", "eval_bits")
 
 
 @dataclass
@@ -58,7 +59,11 @@ class TrainConfig:
     accelerator; 1: one after another, each op on all intra-op threads);
     ``runner_cache`` keeps that many architectures' traced runners between steps (least
     recently used out; without their own parameters, which the GHN's replace), so an
-    architecture drawn again is not traced again.
+    architecture drawn again is not traced again. Learning curve: every ``eval_every``
+    steps (0: never) and at the end, the accuracy of the GHN's predictions for the first
+    ``eval_archs`` validation architectures of each training space, on ``eval_images``
+    validation images, at ``eval_bits``, goes to ``metrics.csv`` (``val_*`` columns) and
+    ``learning_curve.png``.
     """
 
     graphs: str = "graphs/efficient-fmnist"
@@ -110,6 +115,10 @@ class TrainConfig:
     workers: int = 0
     net_threads: int = 0
     runner_cache: int = 10000
+    eval_every: int = 0
+    eval_archs: int = 8
+    eval_images: int = 500
+    eval_bits: tuple[int, ...] = (32, 4)
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -129,6 +138,10 @@ class TrainConfig:
         if bad:
             raise ValueError(f"bits: {bad} not allowed; use 2..8, 16 or 32 (empty for float "
                              "training)")
+        bad = [b for b in self.eval_bits if b not in VALID_BITS]
+        if bad or not self.eval_bits:
+            raise ValueError(f"eval_bits: {list(self.eval_bits)} must be bit-widths of 2..8, 16 "
+                             "or 32, at least one")
         if len(set(self.bits)) != len(self.bits):
             raise ValueError(f"bits: {list(self.bits)} repeats a bit-width; give each once "
                              "(use bit_weights to draw one more often)")
@@ -151,11 +164,12 @@ class TrainConfig:
                                                            and str(self.device).startswith("cuda:")):
                 raise ValueError(f"{key}: {getattr(self, key)!r} not one of {', '.join(allowed)}")
         positive = ("batch_size", "meta_batch", "steps", "ckpt_every", "hid", "T", "s_max",
-                    "max_nan", "log_every", "num_archs")
+                    "max_nan", "log_every", "num_archs", "eval_archs", "eval_images")
         for key in positive:
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
-        for key in ("warmup", "workers", "range_images", "net_threads", "runner_cache"):
+        for key in ("warmup", "workers", "range_images", "net_threads", "runner_cache",
+                    "eval_every"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}")
         for key in ("bias_range", "bias_slope", "norm_slope"):
@@ -299,6 +313,11 @@ HELP: dict[str, str] = {
     "net_threads": "run the networks of a meta-batch concurrently in this many threads, each "
                    "op single-threaded (0: torch's intra-op thread count on the CPU, 1 on a GPU; "
                    "1: one after another)",
+    "eval_every": "learning curve: evaluate on validation architectures and images every N "
+                  "steps and at the end (0: never)",
+    "eval_archs": "learning curve: validation architectures per training space",
+    "eval_images": "learning curve: validation images counted",
+    "eval_bits": "learning curve: bit-widths (32 is float)",
     "runner_cache": "architectures whose traced runners are kept between steps (0: none; "
                     "about 0.7 MB each for efficient networks, per process)",
 }

@@ -29,6 +29,7 @@ from ..nn.ghn import GHN
 from ..quant.runner import QuantizedModel, quantize
 from . import distributed
 from .config import TrainConfig
+from .curve import LearningCurve, plot_curve
 from .parallel import NetworkPool, resolve_net_threads
 from .sampling import ArchSampler, ImageBatcher, MixtureSampler, draw_bits, network_bits
 
@@ -130,6 +131,8 @@ class Trainer:
         self._runners: OrderedDict[int, QuantizedModel] = OrderedDict()
         #: Runs the per-network work of a step (``net_threads`` concurrent networks).
         self.networks = NetworkPool(resolve_net_threads(cfg.net_threads, self.device))
+        #: The learning curve, evaluated by rank 0 (None without ``eval_every``).
+        self.curve = self._make_curve() if cfg.eval_every and self.rank == 0 else None
         torch.manual_seed(cfg.seed + 1 + self.rank)  # augmentation differs across ranks
         if saved is not None:
             self._resume(saved)
@@ -151,6 +154,19 @@ class Trainer:
             return data
         return ArchMixture([data, *(ArchGraphDataset.open(root, s_max=cfg.s_max)
                                     for root in cfg.mix_graphs)], cfg.mix_weights)
+
+    def _make_curve(self) -> LearningCurve:
+        """The learning curve on the validation architectures of every training space and
+        the image dataset's validation split (disjoint from the training images)."""
+        cfg = self.config
+        spaces = [cfg.space] + ([d.space_name for d in self.archs.datasets[1:]]
+                                if isinstance(self.archs, ArchMixture) else [])
+        val = load_images(cfg.data, "val", cfg.data_root, seed=cfg.seed,
+                          synthetic_shape=cfg.in_shape)
+        train = self.images if not cfg.augment else load_images(
+            cfg.data, "train", cfg.data_root, seed=cfg.seed, synthetic_shape=cfg.in_shape)
+        return LearningCurve(spaces, cfg.eval_archs, cfg.in_shape, cfg.num_classes, val, train,
+                             cfg.eval_bits, cfg.eval_images, self.device)
 
     def _make_arch_sampler(self) -> ArchSampler | MixtureSampler:
         """Epochs over one dataset, or weighted draws from a mixture's datasets."""
@@ -360,8 +376,11 @@ class Trainer:
                 bar.update(1)
                 bar.set_postfix(loss=f"{metrics['loss']:.3f}", acc=f"{metrics['accuracy']:.3f}",
                                 img_s=f"{metrics['images_per_s']:.0f}")
-                if self.step % cfg.log_every == 0 or self.step == last:
+                evaluated = self._curve_point(metrics, last)
+                if self.step % cfg.log_every == 0 or self.step == last or evaluated:
                     logger.write(metrics)
+                if evaluated:
+                    plot_curve(self.out / "metrics.csv", self.out / "learning_curve.png")
                 if self.step % cfg.ckpt_every == 0 or self.step == last:
                     self.save_checkpoint()
         finally:
@@ -382,6 +401,19 @@ class Trainer:
                 "ghn": self.ghn.payload(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "rng": rng, "step": self.step,
                 "nan_skips": self.nan_skips}
+
+    def _curve_point(self, metrics: dict[str, Any], last: int) -> bool:
+        """Add the learning curve's columns to ``metrics`` (empty between points);
+        returns whether this step is a point (every ``eval_every`` steps and the last)."""
+        if self.curve is None:
+            return False
+        metrics.update(dict.fromkeys(self.curve.columns))
+        if self.step % self.config.eval_every and self.step != last:
+            return False
+        metrics.update(self.curve.evaluate(self.ghn))
+        tqdm.write(f"step {self.step}: " + ", ".join(
+            f"{k} {v:.1f}%" for k, v in metrics.items() if k in self.curve.columns))
+        return True
 
     def save_checkpoint(self) -> Path | None:
         """Write ``out/last.pt`` atomically (rank 0 only); returns its path."""
