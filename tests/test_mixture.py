@@ -132,3 +132,6 @@ def test_plot_curve_needs_curve_points(tmp_path):
     assert plot_curve(metrics, tmp_path / "curve.png") == tmp_path / "curve.png"
     with pytest.raises(ValueError, match="must be >= 1"):
         LearningCurve(["blocks"], 0, (1, 28, 28), 10, None, None)
+    with pytest.raises(ValueError, match="space 'blocks' cannot give 50 validation "
+                                         "architectures.*lower eval_archs"):
+        LearningCurve(["blocks"], 50, (1, 28, 28), 10, None, None)

@@ -54,7 +54,8 @@ class LearningCurve:
         device: where to evaluate.
 
     Raises:
-        ValueError: a space without a ``val`` split, or a count below 1.
+        ValueError: a space without a ``val`` split or with fewer validation
+            architectures than asked for, or a count below 1.
     """
 
     def __init__(self, spaces: Sequence[str], archs_per_space: int, in_shape: Sequence[int],
@@ -70,7 +71,12 @@ class LearningCurve:
             space = get_space(name)
             if "val" not in space.splits():
                 raise ValueError(f"space {name!r} has no val split for a learning curve")
-            for i, spec in enumerate(sample_specs(space, "val", archs_per_space, 0)):
+            try:
+                specs = sample_specs(space, "val", archs_per_space, 0)
+            except RuntimeError as err:  # a small space runs out of distinct architectures
+                raise ValueError(f"space {name!r} cannot give {archs_per_space} validation "
+                                 f"architectures ({err}); lower eval_archs") from None
+            for i, spec in enumerate(specs):
                 arch = f"val-{name}-{i:02d}"
                 models.append((arch, space.build(spec, in_shape[0], num_classes)))
                 self._space_of[arch] = name
