@@ -14,7 +14,9 @@ from ghn_pyg.errors import DatasetError
 from ghn_pyg.nn import CheckpointError
 from ghn_pyg.train import TrainConfig, Trainer
 from ghn_pyg.train.config import add_config_arguments, config_from_args
+from ghn_pyg.train import curve
 from ghn_pyg.train.curve import LearningCurve, plot_curve
+from ghn_pyg.train.protocol import EvalProtocol
 from ghn_pyg.train.sampling import MixtureSampler
 
 from .test_train import config, ghn_state
@@ -103,12 +105,14 @@ def test_trainer_steps_on_a_mixture_and_resumes_exactly(graphs, efficient, tmp_p
 
 
 def test_learning_curve_goes_to_metrics_and_a_plot_without_changing_training(graphs, efficient,
-                                                                             tmp_path):
+                                                                             tmp_path, monkeypatch):
+    # a cheaper protocol than the 4 + 2 batches of 256 images the curve uses
+    monkeypatch.setattr(curve, "CURVE_PROTOCOL", EvalProtocol("calibrated", 1, 1, batch_size=16))
     mix = dict(mix_graphs=(str(efficient),), steps=4, log_every=3)
     plain = Trainer(config(graphs, tmp_path / "plain", **mix))
     plain.train()
     curved = Trainer(config(graphs, tmp_path / "curve", eval_every=2, eval_archs=2,
-                            eval_images=64, eval_bits=(32, 4), **mix))
+                            eval_images=32, eval_bits=(32, 4), **mix))
     curved.train()
     a, b = ghn_state(plain), ghn_state(curved)
     assert all(torch.equal(a[k], b[k]) for k in a)  # evaluating draws no training randomness

@@ -52,6 +52,7 @@ class LearningCurve:
         bits: bit-widths (32 is float).
         max_images: validation images counted.
         device: where to evaluate.
+        protocol: how BN statistics and ranges are set (default :data:`CURVE_PROTOCOL`).
 
     Raises:
         ValueError: a space without a ``val`` split or with fewer validation
@@ -61,7 +62,7 @@ class LearningCurve:
     def __init__(self, spaces: Sequence[str], archs_per_space: int, in_shape: Sequence[int],
                  num_classes: int, val_images: Dataset, train_images: Dataset,
                  bits: Sequence[int] = (32, 4), max_images: int = 500,
-                 device: str | torch.device = "cpu") -> None:
+                 device: str | torch.device = "cpu", protocol: EvalProtocol | None = None) -> None:
         if archs_per_space < 1 or max_images < 1:
             raise ValueError(f"archs_per_space and max_images must be >= 1, got "
                              f"{archs_per_space} and {max_images}")
@@ -83,6 +84,7 @@ class LearningCurve:
         self.archs = ModuleArchs(models, in_shape)
         self.val_images, self.train_images = val_images, train_images
         self.max_images, self.device = max_images, device
+        self.protocol = protocol or CURVE_PROTOCOL
         self.columns = curve_columns(self.spaces, self.bits)
 
     def evaluate(self, ghn: GHN) -> dict[str, float]:
@@ -92,7 +94,7 @@ class LearningCurve:
             rows = evaluate_split(self.archs, self.val_images, {"GHN": ghn}, self.bits,
                                   baselines=(), max_images=self.max_images, device=self.device,
                                   progress=False, train_images=self.train_images,
-                                  protocol=CURVE_PROTOCOL)
+                                  protocol=self.protocol)
         ghn.train()
         overall, per_space = defaultdict(list), defaultdict(list)
         for row in rows:
