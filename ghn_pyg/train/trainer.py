@@ -40,7 +40,6 @@ __all__ = ["Trainer", "NonFiniteLossError", "RunExistsError", "TRAIN_FORMAT",
 RUN_FILES: tuple[str, ...] = ("last.pt", "metrics.csv", "config.json", "tensorboard")
 
 
-
 class NonFiniteLossError(RuntimeError):
     """Too many consecutive steps had a NaN or infinite loss."""
 
@@ -68,8 +67,8 @@ class Trainer:
     the GHN; gradients are clipped and the optimizer steps.
 
     Under ``torchrun`` (``WORLD_SIZE`` > 1) the GHN is wrapped in DDP (NCCL with a GPU
-    per rank; gloo on the CPU and for ranks sharing GPUs); ranks draw disjoint architectures and image batches; only rank 0
-    writes checkpoints and logs.
+    per rank; gloo on the CPU and for ranks sharing GPUs); ranks draw disjoint
+    architectures and image batches; only rank 0 writes checkpoints and logs.
 
     Args:
         config: the settings.
