@@ -199,6 +199,16 @@ def test_bench_train_efficient_times_ddp_ranks(tmp_path):
     assert bad.returncode != 0 and "--ranks must divide the meta-batch 8, got 3" in bad.stderr
 
 
+def test_bench_runner_memory_prints_kept_and_released(tmp_path):
+    from ghn_pyg.data import ArchGraphDataset
+
+    ArchGraphDataset(tmp_path / "g", "efficient", "train", size=3, progress=False)
+    rows = table_rows(run_script("bench_runner_memory", "--graphs", str(tmp_path / "g"),
+                                 "--count", "3"))
+    assert rows[0] == ["dataset", "with parameters", "released"] and len(rows) == 2
+    assert all(float(cell) == float(cell) for cell in rows[1][1:])  # numbers, not NaN
+
+
 def test_bench_onnx_prints_sizes_and_latencies():
     pytest.importorskip("onnxruntime", reason="the export extra is not installed")
     rows = table_rows(run_script("bench_onnx", "--runs", "1", "--threads", "1",
