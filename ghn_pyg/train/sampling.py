@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from functools import lru_cache
+from itertools import accumulate
 from typing import Sequence
 
 import torch
@@ -70,7 +71,7 @@ class MixtureSampler:
             raise ValueError(f"one weight per non-empty dataset, got sizes {list(sizes)} and "
                              f"weights {list(weights)}")
         self.sizes, self.weights = list(sizes), list(weights)
-        self.offsets = [sum(self.sizes[:k]) for k in range(len(self.sizes))]
+        self.offsets = [0, *accumulate(self.sizes)][:-1]  # as ArchMixture's
         self.m, self.seed, self.rank, self.world = meta_batch, seed, rank, world
         self._slots: list[tuple[int, int]] = []  # (dataset, its draw count) of each slot
         self._draws = [0] * len(self.sizes)
