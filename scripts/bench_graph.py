@@ -1,8 +1,11 @@
 """Benchmark ArchGraph construction on the torchvision zoo.
 
 Prints, per model: nodes, edges, levels, virtual edges (pairs within s_max) and the
-median wall time of ``trace`` (fx trace, the shape run, folding, levels and virtual
-edges) over several runs after one warm-up run.
+median wall time of ``trace`` (fx trace, the shape check, folding, levels and virtual
+edges) over several runs after one warm-up run. Beside it, in the same run: the fx
+trace alone, the shape check alone (:func:`ghn_pyg.graph.shapes.check_input_shape`) and
+the model's own batch-1 forward on the same input, which is what the shape check cost
+before it ran on shape rules (the build then was ``build - check + forward``).
 
     python scripts/bench_graph.py [--runs 5] [--s-max 50] [--threads 2] [--image-size 32]
 """
@@ -13,12 +16,15 @@ import argparse
 import statistics
 import time
 import warnings
+from typing import Callable
 
 import torch
 
 warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", category=FutureWarning)
 
 from ghn_pyg import trace  # noqa: E402
+from ghn_pyg.graph.shapes import check_input_shape  # noqa: E402
+from ghn_pyg.graph.tracer import fx_graph  # noqa: E402
 from ghn_pyg.report import markdown_table  # noqa: E402
 from ghn_pyg.spaces import ZOO, build_torchvision, zoo_input_shape  # noqa: E402
 
@@ -36,21 +42,39 @@ def main() -> None:
 
     rows = []
     for name in args.models:
-        model = build_torchvision(name)
+        model = build_torchvision(name).eval()
         shape = zoo_input_shape(name, args.image_size)
-        trace(model, shape, s_max=args.s_max)  # warm-up
-        times = []
-        for _ in range(args.runs):
-            start = time.perf_counter()
-            graph = trace(model, shape, s_max=args.s_max)
-            times.append(time.perf_counter() - start)
+        graph = trace(model, shape, s_max=args.s_max)
+        fx = fx_graph(model, name)
+
+        def forward() -> None:
+            with torch.inference_mode():
+                model(torch.zeros(shape))
+
+        times = {label: median_ms(fn, args.runs) for label, fn in (
+            ("build", lambda: trace(model, shape, s_max=args.s_max)),
+            ("fx", lambda: fx_graph(model, name)),
+            ("check", lambda: check_input_shape(model, fx, shape, name)),
+            ("forward", forward))}
         rows.append((name, graph.num_nodes, graph.edge_index.shape[1],
                      int(graph.level_fw.max()) + 1, graph.dist.numel(),
-                     f"{statistics.median(times) * 1e3:.1f}"))
-        print(f"{name}: {rows[-1][-1]} ms", flush=True)
-    print()
+                     *(f"{times[k]:.1f}" for k in ("fx", "check", "forward", "build"))))
+        print(f"{name}: build {times['build']:.1f} ms", flush=True)
+    print(f"\n{args.image_size}x{args.image_size} inputs (or the model's minimum), {args.threads} "
+          f"threads; ms, median of {args.runs}")
     print(markdown_table(("model", "nodes", "edges", "levels", f"virtual (s_max={args.s_max})",
-                          f"build ms (median of {args.runs})"), rows))
+                          "fx trace", "shape check", "model forward", "build"), rows))
+
+
+def median_ms(fn: Callable[[], object], runs: int) -> float:
+    """Median wall time of ``fn`` in ms over ``runs`` runs after one warm-up run."""
+    fn()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
 
 
 if __name__ == "__main__":

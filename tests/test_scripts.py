@@ -67,6 +67,17 @@ def test_bench_ghn_prints_its_table():
     assert all(float(resnet50[k]) > 0 for k in ("gnn fwd", "predict-all", "predict-all (load)"))
 
 
+def test_bench_graph_prints_build_and_its_parts():
+    rows = table_rows(run_script("bench_graph", "--runs", "1", "--threads", "1", "--models",
+                                 "squeezenet1_0", "resnet18", "--image-size", "64"))
+    header, *values = rows
+    assert header[-4:] == ["fx trace", "shape check", "model forward", "build"]
+    squeezenet = dict(zip(header, values[0]))
+    assert squeezenet["model"] == "squeezenet1_0" and squeezenet["nodes"] == "39"
+    assert [row[0] for row in values] == ["squeezenet1_0", "resnet18"]
+    assert all(float(row[i]) > 0 for row in values for i in range(-4, 0))
+
+
 def test_bench_train_prints_its_table():
     rows = table_rows(run_script("bench_train", "--runs", "1", "--threads", "1"))
     header, values = rows

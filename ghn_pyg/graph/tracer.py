@@ -1,11 +1,13 @@
 """``trace``: nn.Module -> :class:`ArchGraph` with torch.fx.
 
-The model is first run once on a zero input of ``input_shape`` (eval mode, inference
-mode, so BN statistics and parameters are never touched) to check that it accepts the
-shape and to read the number of classes. Then a torch.fx tracer whose leaves are the
-registered module types (:mod:`ghn_pyg.graph.ops`) records its computation, and
-:class:`_GraphBuilder` folds that into op nodes: activations become the ``act`` of the
-node they follow, reshapes and other parameter-free single-input ops disappear.
+A torch.fx tracer whose leaves are the registered module types
+(:mod:`ghn_pyg.graph.ops`) records the model's computation (in eval mode); that graph
+is run once on an input of ``input_shape`` to check that the model accepts it and to
+read the number of classes (:func:`~ghn_pyg.graph.shapes.check_input_shape`: standard
+layers by shape rules, the rest for real, BN statistics and parameters never touched).
+Then :class:`_GraphBuilder` folds the fx graph into op nodes: activations become the
+``act`` of the node they follow, reshapes and other parameter-free single-input ops
+disappear.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from torch import nn
 from ..errors import GraphBuildError
 from . import ops
 from .archgraph import ArchGraph, BitAssigner
+from .shapes import check_input_shape
 
 __all__ = ["trace", "trace_with_fx", "fx_graph"]
 
@@ -88,8 +91,8 @@ def trace_with_fx(model: nn.Module, input_shape: Sequence[int] = (1, 3, 32, 32),
         raise ValueError(f"input_shape must include the batch dimension, got {input_shape}")
     _reject_attention(model, name)
     with _eval_mode(model):
-        num_classes = _run_once(model, input_shape, name)
         fx_graph = _trace_fx(model, name)
+        num_classes = check_input_shape(model, fx_graph, input_shape, name)
     graph = ArchGraph.create(**_GraphBuilder(model, name).build(fx_graph), name=name, spec=arch,
                              in_shape=input_shape[1:], num_classes=num_classes, s_max=s_max)
     if spec is not None:
@@ -132,26 +135,6 @@ def _reject_attention(model: nn.Module, name: str) -> None:
                 f"{name}: attention layers are not supported yet (module {path!r} of type "
                 f"{cls.__module__}.{cls.__qualname__}). ghn_pyg handles CNNs; transformers "
                 "such as vit_b_16 and swin_t are planned.")
-
-
-def _run_once(model: nn.Module, input_shape: tuple[int, ...], name: str) -> int:
-    """Run the model on zeros of ``input_shape``; return the output's last dim."""
-    param = next(model.parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
-    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
-    try:
-        with torch.inference_mode():
-            out = model(torch.zeros(input_shape, device=device, dtype=dtype))
-    except Exception as err:  # the model's own error, whatever its type
-        raise GraphBuildError(
-            f"{name} rejected an input of shape {input_shape}: {type(err).__name__}: "
-            f"{err}. Pass an input_shape the model accepts (batch, channels, height, "
-            "width).") from err
-    if not isinstance(out, torch.Tensor) or out.dim() < 1:
-        raise GraphBuildError(
-            f"{name} returned {type(out).__name__}, expected a tensor of logits; wrap "
-            "the model so that forward returns one tensor")
-    return int(out.shape[-1])
 
 
 class _LeafTracer(fx.Tracer):
