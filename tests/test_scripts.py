@@ -255,3 +255,27 @@ def test_bench_step_parts_prints_its_tables(tmp_path):
     bad = subprocess.run([sys.executable, str(SCRIPTS / "bench_step_parts.py"), "--parts", "nope"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown parts" in bad.stderr
+
+
+def test_gpu_campaign_continues_a_run_split_over_ranks(graphs, tmp_path):
+    from ghn_pyg.cli import main
+
+    run, out = tmp_path / "run", tmp_path / "out"
+    assert main(["train", "--graphs", str(graphs), "--space", "blocks", "--num-archs", "8",
+                 "--data", "synthetic", "--meta-batch", "2", "--batch-size", "16", "--steps",
+                 "50", "--warmup", "1", "--device", "cpu", "--out", str(run), "--time-limit",
+                 "1e-9"]) == 0
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "DEVICE": "cpu",
+           "HOME": str(tmp_path)}
+    done = subprocess.run(["bash", str(SCRIPTS / "gpu_campaign.sh"), str(out), "0.001", "2",
+                           str(run)], cwd=SCRIPTS.parent, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    log = (out / "train.log").read_text()
+    assert "resuming" in log and "at meta-batch 1 x 2 ranks" in log and "step 2" in log
+    state = torch.load(out / "last.pt", weights_only=False)
+    assert state["step"] == 2 and state["world"] == 2 and state["config"]["meta_batch"] == 1
+    assert (out / "metrics.csv").read_text().splitlines()[-1].startswith("2,")
+    bad = subprocess.run(["bash", str(SCRIPTS / "gpu_campaign.sh"), str(out), "1", "3", str(run)],
+                         cwd=SCRIPTS.parent, env=env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "do not split over 3 ranks" in bad.stderr

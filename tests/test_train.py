@@ -16,7 +16,7 @@ from ghn_pyg.cli import main
 from ghn_pyg.data import ArchGraphDataset
 from ghn_pyg.nn import GHN, CheckpointError
 from ghn_pyg.train import NonFiniteLossError, TrainConfig, Trainer
-from ghn_pyg.train.sampling import ArchSampler, ImageBatcher, draw_bits
+from ghn_pyg.train.sampling import ArchSampler, ImageBatcher, MixtureSampler, draw_bits
 
 from .test_images import fake_fmnist
 
@@ -54,6 +54,44 @@ def test_resume_continues_exactly(graphs, tmp_path):
         Trainer(config(graphs, tmp_path / "b", hid=16), resume=True)
     with pytest.raises(CheckpointError, match="no such training checkpoint"):
         Trainer(config(graphs, tmp_path / "none"), resume=True)
+
+
+def test_time_limit_stops_with_a_checkpoint_and_resume_continues(graphs, tmp_path, capsys):
+    trainer = Trainer(config(graphs, tmp_path, steps=4, ckpt_every=100, time_limit=1e-9))
+    metrics = trainer.train()
+    assert trainer.step == 1 and metrics["stopped_by_time_limit"] is True
+    assert "stopped at step 1 of 4" in capsys.readouterr().out
+    assert torch.load(tmp_path / "last.pt", weights_only=False)["step"] == 1
+    assert (tmp_path / "metrics.csv").read_text().splitlines()[-1].startswith("1,")
+    resumed = Trainer(config(graphs, tmp_path, steps=4, ckpt_every=100), resume=True)
+    assert "stopped_by_time_limit" not in resumed.train() and resumed.step == 4
+    with pytest.raises(ValueError, match="time_limit must be >= 0"):
+        config(graphs, tmp_path, time_limit=-1)
+
+
+def test_resume_may_split_the_networks_of_a_step_over_other_processes(graphs, tmp_path):
+    Trainer(config(graphs, tmp_path, meta_batch=2)).train(until=2)
+    with pytest.raises(CheckpointError, match=r"networks per step \(meta_batch x processes\): "
+                       r"checkpoint 2 x 1, now 4 x 1"):
+        Trainer(config(graphs, tmp_path, meta_batch=4), resume=True)
+    # what two processes with one network each would be allowed to do
+    state = torch.load(tmp_path / "last.pt", weights_only=False)
+    state["world"], state["config"]["meta_batch"] = 2, 1
+    torch.save(state, tmp_path / "last.pt")
+    resumed = Trainer(config(graphs, tmp_path, meta_batch=2), resume=True)
+    assert resumed.step == 2
+    with pytest.raises(CheckpointError, match="checkpoint 1 x 2, now 1 x 1; with 1 processes "
+                       "use --meta-batch 2"):
+        Trainer(config(graphs, tmp_path, meta_batch=1), resume=True)
+
+
+def test_a_step_draws_the_same_architectures_however_its_networks_are_split():
+    for sampler in (lambda m, r, w: ArchSampler(50, m, 3, r, w),
+                    lambda m, r, w: MixtureSampler([30, 20], [3, 1], m, 3, r, w)):
+        for step in (0, 1, 7, 13):
+            whole = sampler(8, 0, 1).indices(step)
+            assert [i for r in range(8) for i in sampler(1, r, 8).indices(step)] == whole
+            assert [i for r in range(2) for i in sampler(4, r, 2).indices(step)] == whole
 
 
 def test_training_lowers_the_loss(graphs, tmp_path):
@@ -240,6 +278,18 @@ def test_torchrun_two_cpu_processes_stay_in_sync(graphs, tmp_path):
     loss = float(finished[0].split("loss=")[1].split(",")[0])
     assert loss == loss and loss < 100
     assert (out / "last.pt").is_file() and len((out / "metrics.csv").read_text().splitlines()) == 4
+    # One process continues the run with the same 4 networks per step.
+    assert main(["train", "--out", str(out), "--resume", "--steps", "4", "--meta-batch", "4",
+                 "--device", "cpu"]) == 0
+    state = torch.load(out / "last.pt", weights_only=False)
+    assert state["step"] == 4 and state["world"] == 1 and state["config"]["meta_batch"] == 4
+    # A time limit is this sitting's: the next --resume runs without it.
+    assert main(["train", "--out", str(out), "--resume", "--steps", "6", "--meta-batch", "4",
+                 "--device", "cpu", "--time-limit", "1e-9"]) == 0
+    assert torch.load(out / "last.pt", weights_only=False)["step"] == 5
+    assert main(["train", "--out", str(out), "--resume", "--steps", "6", "--meta-batch", "4",
+                 "--device", "cpu"]) == 0
+    assert torch.load(out / "last.pt", weights_only=False)["step"] == 6
 
 
 def test_demo_runs_with_shipped_checkpoints(tmp_path, monkeypatch, capsys):

@@ -23,10 +23,13 @@ LEGACY_SETTINGS: dict[str, Any] = {"bit_weights": [], "seed_bits": False,
                                    "range_images": 0}
 
 #: Settings a resumed run may change; every other one must match the checkpoint's.
+#: ``meta_batch`` only with the number of processes, so that the networks per step
+#: (``meta_batch`` x processes) stay the same (checked by the trainer).
 RESUMABLE: tuple[str, ...] = ("steps", "lr", "log_every", "ckpt_every", "max_nan", "device",
                               "workers", "out", "graphs", "data_root", "init_ckpt",
                               "net_threads", "runner_cache", "mix_graphs", "eval_every",
-                              "eval_archs", "eval_images", "eval_bits")
+                              "eval_archs", "eval_images", "eval_bits", "time_limit",
+                              "meta_batch")
 
 
 @dataclass
@@ -63,7 +66,8 @@ class TrainConfig:
     steps (0: never) and at the end, the accuracy of the GHN's predictions for the first
     ``eval_archs`` validation architectures of each training space, on ``eval_images``
     validation images, at ``eval_bits``, goes to ``metrics.csv`` (``val_*`` columns) and
-    ``learning_curve.png``.
+    ``learning_curve.png``. ``time_limit`` (minutes, 0: none) stops the run, with a
+    checkpoint, after the first step that ends past it (``--resume`` continues).
     """
 
     graphs: str = "graphs/efficient-fmnist"
@@ -119,6 +123,7 @@ class TrainConfig:
     eval_archs: int = 8
     eval_images: int = 500
     eval_bits: tuple[int, ...] = (32, 4)
+    time_limit: float = 0.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -175,6 +180,8 @@ class TrainConfig:
         for key in ("bias_range", "bias_slope", "norm_slope"):
             if not getattr(self, key) > 0:
                 raise ValueError(f"{key} must be > 0, got {getattr(self, key)}")
+        if not self.time_limit >= 0:
+            raise ValueError(f"time_limit must be >= 0 minutes (0: none), got {self.time_limit}")
         if not self.lr > 0 or self.weight_decay < 0:
             raise ValueError(f"lr must be > 0 and weight_decay >= 0, got {self.lr} and "
                              f"{self.weight_decay}")
@@ -318,6 +325,8 @@ HELP: dict[str, str] = {
     "eval_archs": "learning curve: validation architectures per training space",
     "eval_images": "learning curve: validation images counted",
     "eval_bits": "learning curve: bit-widths (32 is float)",
+    "time_limit": "stop after the first step that ends past this many minutes, with a "
+                  "checkpoint (0: no limit; --resume continues)",
     "runner_cache": "architectures whose traced runners are kept between steps (0: none; "
                     "about 0.7 MB each for efficient networks, per process)",
 }
@@ -415,13 +424,14 @@ def config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = Non
 def resume_config(saved: dict[str, Any], changes: dict[str, Any], source: str = "the run") -> TrainConfig:
     """The settings of a resumed run: the checkpoint's ``saved`` ones, with ``changes``
     (a config file's and the given flags') applied where :data:`RESUMABLE` allows.
+    ``time_limit`` belongs to one sitting, not to the run: it is 0 unless given again.
 
     Raises:
         ValueError: ``changes`` alter a setting that must stay as it was (names each,
             with the checkpoint's and the given value), or are invalid.
     """
     before = TrainConfig.from_saved(saved).to_dict()
-    after = TrainConfig.from_saved({**saved, **changes}).to_dict()
+    after = TrainConfig.from_saved({**saved, "time_limit": 0.0, **changes}).to_dict()
     fixed = [f"{k}: checkpoint {before[k]!r}, given {after[k]!r}" for k in after
              if k not in RESUMABLE and after[k] != before[k]]
     if fixed:

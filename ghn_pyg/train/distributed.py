@@ -77,6 +77,15 @@ def all_finite(loss: Tensor, world: int) -> bool:
     return bool(finite.item() > 0)
 
 
+def any_rank(flag: bool, world: int, device: torch.device) -> bool:
+    """Whether ``flag`` holds on any rank (so that all ranks act on it together)."""
+    if world <= 1:
+        return flag
+    value = torch.tensor([float(flag)], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item() > 0)
+
+
 def replicas_in_sync(module: nn.Module, world: int) -> bool:
     """Whether every rank holds exactly rank 0's parameters."""
     if world <= 1:

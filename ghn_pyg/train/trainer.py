@@ -74,7 +74,9 @@ class Trainer:
         config: the settings.
         resume: continue from ``config.out/last.pt`` exactly where it stopped (the
             settings that shape the run must match the checkpoint's; ``steps``, ``lr``
-            and the logging ones may change, and the learning-rate schedule follows).
+            and the logging ones may change, and the learning-rate schedule follows;
+            ``meta_batch`` may change with the number of processes when their product,
+            the networks per step, stays: e.g. 8 x 1 to 1 x 8 ranks sharing a GPU).
         overwrite: start a new run in a folder that holds one; its files are moved to
             ``out/replaced-TIME/``, not deleted.
 
@@ -352,13 +354,19 @@ class Trainer:
     def train(self, until: int | None = None) -> dict[str, Any]:
         """Train until ``config.steps``; checkpoint every ``ckpt_every`` steps and at the end.
 
+        With ``config.time_limit``, the run also stops (and checkpoints) after the first
+        step that ends past that many minutes from here; every rank stops at the same step.
+
         Args:
             until: stop (and checkpoint) after this step instead, e.g. to split a run.
 
         Returns:
-            The last step's metrics, plus ``replicas_in_sync`` under DDP.
+            The last step's metrics, plus ``replicas_in_sync`` under DDP and
+            ``stopped_by_time_limit`` (True when the limit ended the run early).
         """
         cfg = self.config
+        deadline = time.monotonic() + 60 * cfg.time_limit if cfg.time_limit > 0 else None
+        timed_out = False
         main = self.rank == 0
         if main:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -375,18 +383,28 @@ class Trainer:
                 bar.update(1)
                 bar.set_postfix(loss=f"{metrics['loss']:.3f}", acc=f"{metrics['accuracy']:.3f}",
                                 img_s=f"{metrics['images_per_s']:.0f}")
+                timed_out = deadline is not None and distributed.any_rank(
+                    time.monotonic() >= deadline, self.world, self.device)
                 evaluated = self._curve_point(metrics, last)
-                if self.step % cfg.log_every == 0 or self.step == last or evaluated:
+                if self.step % cfg.log_every == 0 or self.step == last or evaluated or timed_out:
                     logger.write(metrics)
                 if evaluated:
                     plot_curve(self.out / "metrics.csv", self.out / "learning_curve.png")
-                if self.step % cfg.ckpt_every == 0 or self.step == last:
+                if self.step % cfg.ckpt_every == 0 or self.step == last or timed_out:
                     self.save_checkpoint()
+                if timed_out:
+                    break
         finally:
             bar.close()
             logger.close()
         if self.world > 1:
             metrics["replicas_in_sync"] = distributed.replicas_in_sync(self.ghn, self.world)
+        if timed_out and self.step < last:
+            metrics["stopped_by_time_limit"] = True
+            if main:
+                print(f"time limit of {cfg.time_limit:g} min reached: stopped at step "
+                      f"{self.step} of {cfg.steps} with a checkpoint in {self.out}; continue "
+                      "with --resume")
         return metrics
 
     # ------------------------------------------------------------ checkpoints
@@ -399,7 +417,7 @@ class Trainer:
         return {"format": TRAIN_FORMAT, "version": TRAIN_VERSION, "config": self.config.to_dict(),
                 "ghn": self.ghn.payload(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "rng": rng, "step": self.step,
-                "nan_skips": self.nan_skips}
+                "nan_skips": self.nan_skips, "world": self.world}
 
     def _curve_point(self, metrics: dict[str, Any], last: int) -> bool:
         """Add the learning curve's columns to ``metrics`` (empty between points);
@@ -450,10 +468,20 @@ class Trainer:
         ours = self.config.to_dict()
         fixed = ("space", "split", "num_archs", "graph_seed", "in_shape", "num_classes",
                  "data", "hid", "gnn", "T", "s_max", "max_shape", "message_relu", "bias_range",
-                 "bias_slope", "norm_slope", "meta_batch", "batch_size",
+                 "bias_slope", "norm_slope", "batch_size",
                  "seed", "bits", "bit_weights", "mixed", "first_last_8bit", "optimizer",
                  "schedule", "collapse_guard", "net_grad_clip", "range_images", "mix_weights")
         diff = [f"{k}: checkpoint {theirs[k]!r}, now {ours[k]!r}" for k in fixed if theirs[k] != ours[k]]
+        # The networks of a step may be split over other processes: the same slots of the
+        # architecture draw (see train.sampling), meta_batch per process.
+        saved_world = int(state.get("world", 1))
+        per_step = theirs["meta_batch"] * saved_world
+        if ours["meta_batch"] * self.world != per_step:
+            hint = (f"; with {self.world} processes use --meta-batch {per_step // self.world}"
+                    if per_step % self.world == 0 else "")
+            diff.append(f"networks per step (meta_batch x processes): checkpoint "
+                        f"{theirs['meta_batch']} x {saved_world}, now {ours['meta_batch']} x "
+                        f"{self.world}{hint}")
         if diff:
             raise CheckpointError(f"{path}: cannot resume with other settings ({'; '.join(diff)})")
         return state
