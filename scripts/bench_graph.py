@@ -13,10 +13,7 @@ before it ran on shape rules (the build then was ``build - check + forward``).
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 import warnings
-from typing import Callable
 
 import torch
 
@@ -25,7 +22,7 @@ warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", c
 from ghn_pyg import trace  # noqa: E402
 from ghn_pyg.graph.shapes import check_input_shape  # noqa: E402
 from ghn_pyg.graph.tracer import fx_graph  # noqa: E402
-from ghn_pyg.report import markdown_table  # noqa: E402
+from ghn_pyg.report import markdown_table, median_ms  # noqa: E402
 from ghn_pyg.spaces import ZOO, build_torchvision, zoo_input_shape  # noqa: E402
 
 
@@ -64,17 +61,6 @@ def main() -> None:
           f"threads; ms, median of {args.runs}")
     print(markdown_table(("model", "nodes", "edges", "levels", f"virtual (s_max={args.s_max})",
                           "fx trace", "shape check", "model forward", "build"), rows))
-
-
-def median_ms(fn: Callable[[], object], runs: int) -> float:
-    """Median wall time of ``fn`` in ms over ``runs`` runs after one warm-up run."""
-    fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
 
 
 if __name__ == "__main__":

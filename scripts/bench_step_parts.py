@@ -11,8 +11,9 @@
 - ``variance``: the collapse guard's per-channel variance, ``Tensor.var`` over
   (N, H, W) against two passes, on four activation shapes;
 - ``channels-last``: a network step in ``torch.channels_last`` against the default;
-- ``shape-check``: the batch-1 forward that checks a 224x224 input, real, on ``meta``
-  tensors and under ``FakeTensorMode``.
+- ``shape-check``: checking a 224x224 input: the real batch-1 forward, the same on
+  ``meta`` tensors and under ``FakeTensorMode``, and the tracer's shape rules
+  (:func:`ghn_pyg.graph.shapes.check_input_shape` on the model's fx graph).
 
 Medians of ``--runs`` after a warm-up, on the architectures of ``--graphs`` (built with
 ``--num-archs`` when missing; the parts take architectures from a quarter, half and
@@ -30,7 +31,6 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Callable
 
 warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", category=FutureWarning)
 
@@ -38,9 +38,10 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from ghn_pyg.data import ArchGraphDataset  # noqa: E402
+from ghn_pyg.graph.shapes import check_input_shape  # noqa: E402
 from ghn_pyg.graph.tracer import fx_graph  # noqa: E402
 from ghn_pyg.quant import QuantSpec, quantize  # noqa: E402
-from ghn_pyg.report import markdown_table  # noqa: E402
+from ghn_pyg.report import markdown_table, median_ms  # noqa: E402
 from ghn_pyg.spaces import build_torchvision  # noqa: E402
 from ghn_pyg.train.parallel import NetworkPool  # noqa: E402
 
@@ -48,23 +49,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train_efficient import _ensure_graphs, _trainer  # noqa: E402
 
 PARTS = ("networks", "net-threads", "runner", "variance", "channels-last", "shape-check")
-
-
-def median_ms(fn: Callable[[], object], runs: int, threads: int | None = None) -> float:
-    """Median milliseconds of ``fn`` after one warm-up call, at ``threads`` intra-op threads."""
-    saved = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        fn()
-        times = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-    finally:
-        torch.set_num_threads(saved)
-    return 1000 * statistics.median(times)
 
 
 def _networks(archs: ArchGraphDataset, first: int, count: int = 8):
@@ -187,9 +171,15 @@ def part_shape_check(args, archs) -> str:
             with FakeTensorMode(allow_non_fake_inputs=True):
                 return model(torch.zeros(1, 3, 224, 224))
 
-        rows.append([name] + [f"{median_ms(fn, args.runs, 2):.0f}" for fn in (real, meta, fake)])
+        graph = fx_graph(model, name)
+
+        def rules():
+            return check_input_shape(model, graph, (1, 3, 224, 224), name)
+
+        rows.append([name] + [f"{median_ms(fn, args.runs, 2):.0f}"
+                              for fn in (real, meta, fake, rules)])
     return markdown_table(["224x224, batch 1", "real forward (ms)", "meta tensors (ms)",
-                           "FakeTensorMode (ms)"], rows)
+                           "FakeTensorMode (ms)", "shape rules (ms)"], rows)
 
 
 def main() -> int:

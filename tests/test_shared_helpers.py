@@ -72,3 +72,15 @@ def test_bits_helpers_and_graph_schema():
     assert low.edge_index is graph.edge_index
     with pytest.raises(ValueError, match="w_bits of shape"):
         graph.with_bits(bits[:3], bits)
+
+
+def test_median_ms_warms_up_counts_runs_and_restores_threads():
+    from ghn_pyg.report import median_ms
+
+    calls = []
+    threads = torch.get_num_threads()
+    seen = []
+    result = median_ms(lambda: (calls.append(1), seen.append(torch.get_num_threads())), 4,
+                       threads=1)
+    assert len(calls) == 5 and set(seen) == {1} and result >= 0
+    assert torch.get_num_threads() == threads
