@@ -206,13 +206,15 @@ def test_range_images_calibrate_activation_ranges_each_step(efficient, tmp_path)
 def test_runners_are_cached_per_architecture_without_their_parameters(efficient, tmp_path):
     trainer = Trainer(efficient_config(efficient, tmp_path, bits=(4,), data="synthetic",
                                        meta_batch=2, batch_size=16, runner_cache=2))
-    draws = {0: [0, 1], 1: [0, 2]}
+    draws = {0: [0, 1], 1: [0, 2], 2: [2, 1]}
     trainer.arch_sampler.indices = draws.__getitem__
     trainer.train_step()
     first = trainer._runners[0]
     assert all(p.is_meta for p in first.parameters())  # the GHN's predictions replace them
     trainer.train_step()
-    assert list(trainer._runners) == [0, 2] and trainer._runners[0] is first  # LRU of 2
+    trainer.train_step()
+    # the first 2 architectures drawn keep their runners; 2 is built for its steps only
+    assert list(trainer._runners) == [0, 1] and trainer._runners[0] is first
     uncached = Trainer(efficient_config(efficient, tmp_path / "u", bits=(4,), data="synthetic",
                                         meta_batch=2, batch_size=16, runner_cache=0))
     uncached.arch_sampler.indices = draws.__getitem__

@@ -279,3 +279,14 @@ def test_gpu_campaign_continues_a_run_split_over_ranks(graphs, tmp_path):
     bad = subprocess.run(["bash", str(SCRIPTS / "gpu_campaign.sh"), str(out), "1", "3", str(run)],
                          cwd=SCRIPTS.parent, env=env, capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "do not split over 3 ranks" in bad.stderr
+
+
+def test_runner_cache_hits_compares_the_policies():
+    hits = load("runner_cache_hits")
+    cyclic = [[0, 1], [2, 3], [0, 1], [2, 3]]  # a set of 4 drawn in turn, 2 kept
+    assert hits.hit_rates(cyclic, 2, 0) == (0.25, 0.0)  # LRU evicts each before its reuse
+    assert hits.hit_rates(cyclic, 2, 2) == (0.5, 0.0)
+    rows = table_rows(run_script("runner_cache_hits", "--sizes", "50,20", "--weights", "3,1",
+                                 "--cache", "10", "70", "--steps", "60", "--from", "20"))
+    assert rows[0] == ["runners kept", "first N kept (trainer)", "least recently used"]
+    assert rows[2][1:] == ["100%", "100%"] and int(rows[1][1][:-1]) > int(rows[1][2][:-1])

@@ -60,9 +60,9 @@ class TrainConfig:
     ``net_threads`` runs the networks of a meta-batch concurrently in that many threads,
     each op on one thread (0: as many as torch's intra-op threads on the CPU, 1 on an
     accelerator; 1: one after another, each op on all intra-op threads);
-    ``runner_cache`` keeps that many architectures' traced runners between steps (least
-    recently used out; without their own parameters, which the GHN's replace), so an
-    architecture drawn again is not traced again. Learning curve: every ``eval_every``
+    ``runner_cache`` keeps the traced runners of the first that many architectures drawn
+    for the whole run (without their own parameters, which the GHN's replace), so those
+    are not traced again when drawn again. Learning curve: every ``eval_every``
     steps (0: never) and at the end, the accuracy of the GHN's predictions for the first
     ``eval_archs`` validation architectures of each training space, on ``eval_images``
     validation images, at ``eval_bits``, goes to ``metrics.csv`` (``val_*`` columns) and
@@ -327,8 +327,8 @@ HELP: dict[str, str] = {
     "eval_bits": "learning curve: bit-widths (32 is float)",
     "time_limit": "stop after the first step that ends past this many minutes, with a "
                   "checkpoint (0: no limit; --resume continues)",
-    "runner_cache": "architectures whose traced runners are kept between steps (0: none; "
-                    "about 0.7 MB each for efficient networks, per process)",
+    "runner_cache": "the first N architectures drawn keep their traced runners for the "
+                    "run (0: none; about 0.7 MB each for efficient networks, per process)",
 }
 
 
