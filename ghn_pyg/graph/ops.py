@@ -140,6 +140,11 @@ class _Names(Sequence[str]):
     def __len__(self) -> int:
         return len(self._names())
 
+    def index(self, value: object, start: int = 0, stop: int | None = None) -> int:
+        """Position of ``value`` (the tuple's own search, not Sequence's item by item)."""
+        names = self._names()
+        return names.index(value, start, len(names) if stop is None else stop)
+
     def __eq__(self, other: object) -> bool:
         return list(self._names()) == list(other) if isinstance(other, (list, tuple, _Names)) \
             else NotImplemented

@@ -238,7 +238,7 @@ class _GraphBuilder:
             return _OTHER
         if target is builtins.getattr:
             return _TENSOR if node.args[1] in _TENSOR_ATTRS else _OTHER
-        arg_kinds = [self.kind[n] for n in _flat_nodes((node.args, node.kwargs))]
+        arg_kinds = [self.kind[n] for n in node.all_input_nodes]  # in order of first use
         if target is operator.getitem:
             return _OTHER if arg_kinds[0] == _OTHER else _TENSOR
         if _TENSOR not in arg_kinds and _TENSORS not in arg_kinds:
