@@ -146,6 +146,16 @@ def test_subclass_overriding_forward_runs_for_real():
         check_input_shape(model, fx_graph(model), (1, 1, 8, 8), "padded")
 
 
+def test_hooked_and_lazy_modules_run_for_real():
+    conv = nn.Conv2d(1, 2, 3)
+    assert output_shape_rule(conv) is not None
+    conv.register_forward_pre_hook(lambda m, args: (F.pad(args[0], (1, 1, 1, 1)),))
+    assert output_shape_rule(conv) is None
+    model = _Head(conv, 2 * 6 * 6).eval()  # 6x6 padded to 8x8 by the hook -> 6x6
+    assert check_input_shape(model, fx_graph(model), (1, 1, 6, 6), "hooked") == 5
+    assert output_shape_rule(nn.LazyConv2d(4, 3)) is None
+
+
 def test_pool_returning_indices_runs_for_real():
     assert output_shape_rule(nn.MaxPool2d(2, return_indices=True)) is None
     assert output_shape_rule(nn.MaxPool2d(2)) is not None

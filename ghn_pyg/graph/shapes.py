@@ -23,6 +23,7 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.fx as fx
 from torch import nn
+from torch.nn.modules.lazy import LazyModuleMixin
 
 from ..errors import GraphBuildError
 
@@ -96,8 +97,11 @@ def check_input_shape(model: nn.Module, graph: fx.Graph, input_shape: Sequence[i
 def output_shape_rule(module: nn.Module) -> ShapeRule | None:
     """The shape rule :func:`check_input_shape` uses for ``module``, or ``None`` when
     the module runs for real (its type's ``forward`` is not one of the standard layers'
-    own, e.g. a subclass that overrides it, or it pads other than with zeros)."""
+    own, e.g. a subclass that overrides it; or it pads other than with zeros, has
+    forward hooks, or is a lazy module not yet initialised)."""
     if getattr(module, "return_indices", False):  # pools returning (values, indices)
+        return None
+    if module._forward_pre_hooks or module._forward_hooks or isinstance(module, LazyModuleMixin):
         return None
     if getattr(module, "padding_mode", "zeros") != "zeros":  # e.g. reflect: own limits
         return None
