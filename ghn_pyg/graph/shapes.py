@@ -15,7 +15,6 @@ shape, not its output.
 
 from __future__ import annotations
 
-import builtins
 import math
 import operator
 from typing import Any, Callable, Sequence
@@ -152,7 +151,7 @@ def _run_node(node: fx.Node, env: dict[fx.Node, Any], modules: dict[str, nn.Modu
     if node.op == "get_attr":
         value: Any = model
         for part in node.target.split("."):
-            value = builtins.getattr(value, part)
+            value = getattr(value, part)
         return value
     raise RuntimeError(f"unexpected fx node kind {node.op!r}")
 
