@@ -263,6 +263,28 @@ def test_ranks_beyond_the_gpus_share_them(monkeypatch):
     assert chosen == [0, 1, 0, 1, 0]
 
 
+def test_close_drops_the_ddp_wrapper_even_in_a_reference_cycle(graphs, tmp_path, monkeypatch):
+    """The wrapper holds the process group: it must go before the group is destroyed,
+    not at interpreter exit (where gloo's late destructor aborted a rank)."""
+    import weakref
+
+    from ghn_pyg.train import distributed
+
+    class Wrapper(torch.nn.Module):  # stands in for DDP, kept alive by a cycle
+        def __init__(self, module):
+            super().__init__()
+            self.module = module
+            object.__setattr__(self, "cycle", [self])
+
+    monkeypatch.setattr(distributed, "wrap", lambda module, device, world: Wrapper(module))
+    trainer = Trainer(config(graphs, tmp_path / "run", net_threads=2))
+    assert isinstance(trainer.model, Wrapper)
+    wrapper = weakref.ref(trainer.model)
+    trainer.close()
+    assert wrapper() is None and trainer.model is trainer.ghn
+    assert trainer.networks._pool is None  # the network threads are stopped
+
+
 def test_torchrun_two_cpu_processes_stay_in_sync(graphs, tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}

@@ -34,8 +34,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         trainer = Trainer(config, resume=args.resume, overwrite=args.overwrite)
         metrics = trainer.train()
         # Every rank finishes before any leaves: a rank tearing its gloo connections down
-        # while a peer still uses them aborts the peer at exit.
+        # while a peer still uses them aborts the peer at exit. Then the DDP wrapper goes,
+        # so that the process group really closes here and not at interpreter exit.
         barrier(trainer.world)
+        trainer.close()
     finally:
         teardown()
     if trainer.rank == 0:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gc
 import json
 import math
 import random
@@ -410,6 +411,16 @@ class Trainer:
                       f"{self.step} of {cfg.steps} with a checkpoint in {self.out}; continue "
                       "with --resume")
         return metrics
+
+    def close(self) -> None:
+        """Release what ties this trainer to other processes and threads: the network
+        threads and the DDP wrapper (whose reducer holds the process group). Call it when
+        every rank has finished, before the process group is destroyed, so that the gloo
+        connections close while the interpreter is fully alive, not in its finalisation
+        (where a late destructor can abort the process). The GHN stays usable."""
+        self.networks.close()
+        self.model = self.ghn
+        gc.collect()  # the trainer's reference cycles may still hold the DDP wrapper
 
     # ------------------------------------------------------------ checkpoints
     def checkpoint(self) -> dict[str, Any]:
