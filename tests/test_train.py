@@ -283,6 +283,8 @@ def test_close_drops_the_ddp_wrapper_even_in_a_reference_cycle(graphs, tmp_path,
     trainer.close()
     assert wrapper() is None and trainer.model is trainer.ghn
     assert trainer.networks._pool is None  # the network threads are stopped
+    with pytest.raises(RuntimeError, match="closed"):
+        trainer.train_step()
 
 
 def test_torchrun_two_cpu_processes_stay_in_sync(graphs, tmp_path):

@@ -129,6 +129,7 @@ class Trainer:
         self.step = 0
         self.nan_skips = 0
         self._consecutive_nan = 0
+        self._closed = False
         self._runners: dict[int, QuantizedModel] = {}
         #: Runs the per-network work of a step (``net_threads`` concurrent networks).
         self.networks = NetworkPool(resolve_net_threads(cfg.net_threads, self.device))
@@ -241,7 +242,14 @@ class Trainer:
         return runner
 
     def train_step(self) -> dict[str, Any]:
-        """Run step ``self.step`` and advance; returns its metrics."""
+        """Run step ``self.step`` and advance; returns its metrics.
+
+        Raises:
+            RuntimeError: after :meth:`close` (without DDP, ranks would drift apart).
+        """
+        if self._closed:
+            raise RuntimeError("this Trainer is closed (Trainer.close); make a new one, "
+                               "e.g. with resume=True, to train on")
         cfg = self.config
         start = time.perf_counter()
         with record_function("step: data"):
@@ -417,9 +425,11 @@ class Trainer:
         threads and the DDP wrapper (whose reducer holds the process group). Call it when
         every rank has finished, before the process group is destroyed, so that the gloo
         connections close while the interpreter is fully alive, not in its finalisation
-        (where a late destructor can abort the process). The GHN stays usable."""
+        (where a late destructor can abort the process). The GHN stays usable; training
+        steps are refused from then on."""
         self.networks.close()
         self.model = self.ghn
+        self._closed = True
         gc.collect()  # the trainer's reference cycles may still hold the DDP wrapper
 
     # ------------------------------------------------------------ checkpoints
