@@ -16,14 +16,18 @@ architectures):
 - weight settings under ``calibrated`` on the test split, bits 8/4/2: per-tensor
   weights, and first/last layers at 8 bits with per-channel and per-tensor weights.
 
-Every (job, architecture) is cached in ``OUT/cache/`` (keyed by the GHNs' weights and
-every setting), so the command resumes where it stopped; ``--shard k/n`` lets n
-processes share the work (run once more without ``--shard`` to write the tables).
+Every (job, architecture) is cached in ``OUT/cache/``, each method under a key of its
+own (a GHN's weights, an initializer's seed, the SGD recipe; every setting), so the
+command resumes where it stopped and a new GHN is evaluated without redoing the
+others; ``--shard k/n`` lets n processes share the work (run once more without
+``--shard`` to write the tables). ``--ghn NAME=CKPT`` evaluates other checkpoints (a
+file or a shipped name) than the shipped two.
 Writes ``OUT/results.csv``, ``OUT/tables.md`` and the plots into ``--figures``, and
 prints the total time.
 
     python scripts/results_fmnist.py                      # docs/results/fmnist, docs/figures
     python scripts/results_fmnist.py --device cuda --shard 0/4 & ...   # four processes
+    python scripts/results_fmnist.py --ghn "GHN (float)=campaign/ghn-float/last.pt"
 """
 
 from __future__ import annotations
@@ -54,6 +58,8 @@ TORCHVISION = ("resnet18", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b
                "squeezenet1_0", "regnet_x_400mf", "shufflenet_v2_x1_0", "mnasnet1_0",
                "resnet50", "densenet121")
 SPLITS = ("test", "wide", "deep", "nobn", "torchvision")
+#: The GHNs evaluated by default: method name -> shipped checkpoint.
+SHIPPED = {"GHN (float)": "ghn-fmnist", "GHN-QAT": "ghn-qat-fmnist"}
 
 
 def split_models(split: str, counts: dict[str, int]) -> list:
@@ -102,6 +108,15 @@ def write_sgd_summary(sgd: SGDReference, rows: list, path: Path) -> Path:
     return path
 
 
+def ghn_arg(text: str) -> tuple[str, str]:
+    """``"NAME=CKPT"`` -> ``(NAME, CKPT)``; argparse reports anything else as a usage error."""
+    name, sep, ckpt = text.partition("=")
+    if not sep or not name or not ckpt:
+        raise argparse.ArgumentTypeError(
+            f"--ghn takes NAME=CKPT, e.g. 'GHN-QAT=runs/qat/last.pt', got {text!r}")
+    return name, ckpt
+
+
 def shard_arg(text: str) -> tuple[int, int]:
     """``"k/n"`` -> ``(k, n)``; argparse reports anything else as a usage error."""
     try:
@@ -133,6 +148,11 @@ def machine(device: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ghn", type=ghn_arg, action="append", default=None,
+                        metavar="NAME=CKPT",
+                        help="a GHN to evaluate, as its method name and a checkpoint file or "
+                             "shipped name (repeat it; default: "
+                             + ", ".join(f"'{k}={v}'" for k, v in SHIPPED.items()) + ")")
     parser.add_argument("--splits", default=",".join(SPLITS))
     parser.add_argument("--archs", type=int, default=20, help="test architectures")
     parser.add_argument("--ood-archs", type=int, default=5, help="wide/deep/nobn architectures")
@@ -164,8 +184,7 @@ def main() -> None:
     args = parser.parse_args()
     k, n = args.shard
     started = time.perf_counter()
-    ghns = {"GHN (float)": GHN.from_pretrained("ghn-fmnist"),
-            "GHN-QAT": GHN.from_pretrained("ghn-qat-fmnist")}
+    ghns = {name: GHN.load_any(ckpt) for name, ckpt in (args.ghn or SHIPPED.items())}
     test_images = load_images("fashion-mnist", "test")
     train_images = load_images("fashion-mnist", "train")
     val_images = load_images("fashion-mnist", "val")

@@ -101,10 +101,12 @@ def test_jobs_cache_resume_shard_and_write_tables(images, tmp_path, monkeypatch)
             ResultJob("wide", protocol, (32, 4), images=50),
             ResultJob("test", EvalProtocol("ghn2"), (4,), per_channel=False, images=50)]
     sgd = SGDReference(tmp_path / "sgd", train, val, FAST)
-    calls = []
+    calls = []  # (architecture, methods evaluated) per call of evaluate_architecture
     real = results_module.evaluate_architecture
     monkeypatch.setattr(results_module, "evaluate_architecture",
-                        lambda graph, *a, **k: calls.append(graph.name) or real(graph, *a, **k))
+                        lambda graph, module, shape, ghns, bits, baselines, *a, **k:
+                        calls.append((graph.name, (*ghns, *baselines)))
+                        or real(graph, module, shape, ghns, bits, baselines, *a, **k))
     run = lambda ghns, shard=(0, 1): run_jobs(  # noqa: E731
         jobs, models.__getitem__, (1, 12, 12), ghns, ("he",), test, train, tmp_path / "cache",
         sgd, shard=shard, progress=False)
@@ -113,16 +115,29 @@ def test_jobs_cache_resume_shard_and_write_tables(images, tmp_path, monkeypatch)
                     tmp_path / "cache", sgd, compute=False, progress=False) is None
     assert calls == [] and sgd.trainings == 0  # assembling only reads the cache
     assert run(ghns, (0, 2)) is None  # shard 0 owns a and c; b is left to shard 1
-    assert sorted(calls) == ["a", "a", "c"] and sgd.trainings == 1
+    assert sorted(a for a, _ in calls) == ["a", "a", "c"] and sgd.trainings == 1
     rows = run(ghns, (1, 2))
-    assert sorted(calls) == ["a", "a", "b", "b", "c"] and sgd.trainings == 2
+    assert sorted(a for a, _ in calls) == ["a", "a", "b", "b", "c"] and sgd.trainings == 2
+    assert {m for _, m in calls} == {("GHN", "GHN-QAT", "he")}
     assert len(rows) == 2 * 2 * 4 + 1 * 2 * 3 + 2 * 1 * 3
     assert {r.method for r in rows if r.split == "test"} == {"GHN", "GHN-QAT", "he", SGD_METHOD}
     assert len(run(ghns)) == len(rows) and len(calls) == 5  # all cached
     with torch.no_grad():
-        next(ghns["GHN"].parameters()).add_(1.0)  # new weights: every cached row is stale
-    run(ghns)
-    assert len(calls) == 10 and sgd.trainings == 2  # the SGD reference is reused
+        next(ghns["GHN"].parameters()).add_(1.0)  # new weights: only this GHN's rows are stale
+    changed = run(ghns)
+    assert calls[5:] == [(a, ("GHN",)) for a in ("a", "b", "c", "a", "b")]
+    assert sgd.trainings == 2  # the SGD reference is reused
+    same = lambda r: (r.protocol, r.setting, r.split, r.arch, r.method, r.bits)  # noqa: E731
+    old = {same(r): r.accuracy for r in rows}
+    assert all(old[same(r)] == r.accuracy for r in changed if r.method != "GHN")
+    # A run with one GHN returns its rows only and keeps the other's cached rows.
+    only_qat = run({"GHN-QAT": ghns["GHN-QAT"]})
+    assert len(calls) == 10 and {r.method for r in only_qat} == {"GHN-QAT", "he", SGD_METHOD}
+    assert len(run(ghns)) == len(rows) and len(calls) == 10
+    # Another baseline is evaluated alone, without the cached GHNs.
+    run_jobs(jobs, models.__getitem__, (1, 12, 12), ghns, ("he", "xavier_normal"), test, train,
+             tmp_path / "cache", sgd, progress=False)
+    assert calls[10:] == [(a, ("xavier_normal",)) for a in ("a", "b", "c", "a", "b")]
     paths = write_tables(rows, tmp_path / "out", tmp_path / "fig", caption="a caption")
     text = paths["markdown"].read_text()
     assert "a caption" in text and "## protocol `calibrated`, weights per-channel" in text

@@ -126,6 +126,16 @@ def test_results_script_resumes_and_writes_every_table(tmp_path):
     assert len(list((out / "fig").glob("accuracy-vs-bits-*.png"))) == 5
     again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert again.returncode == 0 and (out / "tables.md").read_text() == tables  # all cached
+    bad_ghn = subprocess.run(command + ["--ghn", "ghn-fmnist"], capture_output=True, text=True,
+                             env=env, timeout=600)
+    assert bad_ghn.returncode == 2 and "--ghn takes NAME=CKPT" in bad_ghn.stderr
+    mine = subprocess.run(command + ["--ghn", "Mine=ghn-fmnist", "--no-settings"],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert mine.returncode == 0, mine.stderr[-2000:]
+    table = (out / "tables.md").read_text()
+    assert "| test  | Mine (2)" in table and "GHN-QAT" not in table and "| he (2)" in table
+    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert (out / "tables.md").read_text() == tables  # the shipped GHNs' rows stayed cached
 
 
 @needs_fmnist

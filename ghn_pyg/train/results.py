@@ -3,11 +3,13 @@
 A :class:`ResultJob` is one table block: a split, an evaluation protocol, a
 weight-quantization setting and bit-widths. :func:`run_jobs` evaluates every
 architecture of every job (GHNs, random initializers and, where asked, the converged
-SGD reference) and caches each architecture's rows in ``cache/JOB/ARCH.csv`` with a
-key of everything they depend on (the GHNs' weights, the protocol, the setting, the
-test images, the seeds), so a rerun skips finished architectures and recomputes stale
-ones; ``shard=(k, n)`` takes every n-th architecture so n processes can share the
-work. :func:`write_tables` turns the rows into CSV, markdown and plots.
+SGD reference) and caches each architecture's rows in ``cache/JOB/ARCH.csv``, every
+method under its own key of everything its rows depend on (a GHN's weights, an
+initializer's seed, the SGD recipe; the protocol, the setting, the test images), so a
+rerun skips what is done and recomputes only stale methods: a new GHN is evaluated
+without evaluating the baselines again. ``shard=(k, n)`` takes every n-th
+architecture so n processes can share the work. :func:`write_tables` turns the rows
+into CSV, markdown and plots.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 from torch.utils.data import Dataset
@@ -35,7 +37,7 @@ from .protocol import EvalProtocol
 from .reference import SGDReference
 
 __all__ = ["ResultJob", "ResultRow", "run_jobs", "write_tables", "SGD_METHOD", "ghn_fingerprint",
-           "read_cache", "write_cache"]
+           "method_keys", "read_cache", "read_method_cache", "write_cache"]
 
 #: The method name of the converged SGD reference in result rows.
 SGD_METHOD = "SGD (converged)"
@@ -116,20 +118,58 @@ def ghn_fingerprint(ghns: dict[str, GHN]) -> str:
 
 def read_cache(path: Path, key: str) -> list[EvalRow] | None:
     """Rows cached in ``path`` under ``key`` (None when missing or of another key)."""
+    by_method = read_method_cache(path)
+    if not by_method or any(k != key for k, _ in by_method.values()):
+        return None
+    return [row for _, rows in by_method.values() for row in rows]
+
+
+def read_method_cache(path: Path) -> dict[str, tuple[str | None, list[EvalRow]]]:
+    """Rows cached in ``path`` by method: ``method -> (key, rows)``; the key is None
+    when a method's rows disagree on it (they are then stale). Empty when missing."""
     if not path.is_file():
-        return None
-    rows = list(csv.DictReader(path.open()))
-    if not rows or any(r["key"] != key for r in rows):
-        return None
-    return [EvalRow(r["arch"], r["method"], int(r["bits"]), float(r["accuracy"])) for r in rows]
+        return {}
+    out: dict[str, tuple[str | None, list[EvalRow]]] = {}
+    for r in csv.DictReader(path.open()):
+        key, rows = out.get(r["method"], (r["key"], []))
+        rows.append(EvalRow(r["arch"], r["method"], int(r["bits"]), float(r["accuracy"])))
+        out[r["method"]] = (key if key == r["key"] else None, rows)
+    return out
 
 
-def write_cache(path: Path, key: str, rows: Sequence[EvalRow]) -> None:
-    """Cache ``rows`` in ``path`` under ``key`` (atomically)."""
+def write_cache(path: Path, key: str | Mapping[str, str], rows: Sequence[EvalRow]) -> None:
+    """Cache ``rows`` in ``path`` (atomically) under ``key``: one for all rows, or one
+    per method (``method -> key``)."""
+    keys = key if isinstance(key, Mapping) else {r.method: key for r in rows}
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["key", "arch", "method", "bits", "accuracy"])
-        writer.writerows([key, r.arch, r.method, r.bits, f"{r.accuracy:.5f}"] for r in rows)
+        writer.writerows([keys[r.method], r.arch, r.method, r.bits, f"{r.accuracy:.5f}"]
+                         for r in rows)
+
+
+def method_keys(fingerprints: Mapping[str, str], baselines: Sequence[str], seed: int,
+                bits: Sequence[int], setup: str, sgd: SGDReference | None = None
+                ) -> dict[str, str]:
+    """The cache key of each method's rows for one architecture.
+
+    Args:
+        fingerprints: ``GHN name -> ghn_fingerprint({name: ghn})``.
+        baselines: initializer names, drawn with ``seed``.
+        seed: the architecture's seed of the baselines.
+        bits: bit-widths.
+        setup: :func:`~ghn_pyg.train.evaluate.setup_key` of the evaluation.
+        sgd: the converged SGD reference (its recipe is part of its key), if evaluated.
+
+    Returns:
+        ``method -> key``, GHNs first, then the baselines, then the SGD reference.
+    """
+    tail = f"{','.join(map(str, bits))}|{setup}"
+    keys = {name: f"ghn={fp}|{tail}" for name, fp in fingerprints.items()}
+    keys.update({name: f"init={name}|seed{seed}|{tail}" for name in baselines})
+    if sgd is not None:
+        keys[SGD_METHOD] = f"sgd={sgd.recipe.key()}|{tail}"
+    return keys
 
 
 def run_jobs(jobs: Sequence[ResultJob], models: SplitModels, in_shape: Sequence[int],
@@ -172,7 +212,7 @@ def run_jobs(jobs: Sequence[ResultJob], models: SplitModels, in_shape: Sequence[
         raise ValueError(f"shard must be (k, n) with 0 <= k < n, got {shard}")
     if any(job.sgd for job in jobs) and sgd is None:
         raise ValueError("a job asks for the SGD reference: pass sgd=SGDReference(...)")
-    fingerprint = ghn_fingerprint(ghns)
+    fingerprints = {name: ghn_fingerprint({name: ghn}) for name, ghn in ghns.items()}
     split_models = {job.split: models(job.split) for job in jobs}
     pairs = [(job, i) for job in jobs for i in range(len(split_models[job.split]))]
     # Shards own architectures, not pairs: every job of one architecture (and so its
@@ -189,34 +229,50 @@ def run_jobs(jobs: Sequence[ResultJob], models: SplitModels, in_shape: Sequence[
     for job, i in tqdm(pairs, desc="results", disable=not progress):
         name, module = split_models[job.split][i]
         path = Path(cache) / job.name / f"{name}.csv"
-        key = "|".join([fingerprint, ",".join(baselines), f"seed{seed + i}",
-                        ",".join(map(str, job.bits)), f"sgd={job.sgd}",
-                        setup_key(job.protocol, job.per_channel, job.first_last_8bit,
-                                  num_images[job])])
-        cached = read_cache(path, key)
-        if cached is None and (owner[job.split, i] != k or not compute):
+        keys = method_keys(fingerprints, baselines, seed + i, job.bits,
+                           setup_key(job.protocol, job.per_channel, job.first_last_8bit,
+                                     num_images[job]), sgd if job.sgd else None)
+        cached = read_method_cache(path)
+        stale = [m for m, key in keys.items() if cached.get(m, (None,))[0] != key]
+        if stale and (owner[job.split, i] != k or not compute):
             complete = False
             continue
-        if cached is None:
+        if stale:
             setup_id = (job.protocol, job.per_channel, job.first_last_8bit, job.images)
             if setup_id not in setups:
                 setups[setup_id] = EvalSetup.create(
                     test_images, train_images, job.protocol, job.images, batch_size, device,
                     job.per_channel, job.first_last_8bit)
-            setup = setups[setup_id]
-            graph = ModuleArchs([(name, module)], in_shape).graphs[0]
-            cached = evaluate_architecture(graph, module, in_shape, ghns, job.bits, baselines,
-                                           setup, seed + i)
-            if job.sgd:
-                accuracy, _ = sgd.accuracy(name, module, in_shape, job.bits, setup)
-                cached += [EvalRow(name, SGD_METHOD, b, a) for b, a in accuracy.items()]
-            write_cache(path, key, cached)
+            fresh = _evaluate_methods(stale, name, module, in_shape, ghns, baselines, job.bits,
+                                      setups[setup_id], seed + i, sgd)
+            cached.update({m: (keys[m], [r for r in fresh if r.method == m]) for m in stale})
+            kept = [r for m in cached for r in cached[m][1]]  # other methods' rows stay cached
+            write_cache(path, {m: key for m, (key, _) in cached.items()}, kept)
         rows += [ResultRow(job.protocol.name, job.setting, job.split, r.arch, r.method, r.bits,
-                           r.accuracy) for r in cached]
+                           r.accuracy) for m in keys for r in cached[m][1]]
     if progress:
         print(f"results: {(time.perf_counter() - started) / 60:.1f} min for "
               f"{len(pairs)} (job, architecture) pairs")
     return rows if complete else None
+
+
+def _evaluate_methods(methods: Sequence[str], name: str, module: torch.nn.Module,
+                      in_shape: Sequence[int], ghns: dict[str, GHN], baselines: Sequence[str],
+                      bits: Sequence[int], setup: EvalSetup, seed: int,
+                      sgd: SGDReference | None) -> list[EvalRow]:
+    """The rows of ``methods`` (GHN names, baseline names, :data:`SGD_METHOD`) for one
+    architecture."""
+    chosen = {m: ghn for m, ghn in ghns.items() if m in methods}
+    chosen_baselines = [b for b in baselines if b in methods]
+    rows = []
+    if chosen or chosen_baselines:
+        graph = ModuleArchs([(name, module)], in_shape).graphs[0]
+        rows += evaluate_architecture(graph, module, in_shape, chosen, bits, chosen_baselines,
+                                      setup, seed)
+    if SGD_METHOD in methods:
+        accuracy, _ = sgd.accuracy(name, module, in_shape, bits, setup)
+        rows += [EvalRow(name, SGD_METHOD, b, a) for b, a in accuracy.items()]
+    return rows
 
 
 def write_tables(rows: Sequence[ResultRow], out: str | Path, figures: str | Path | None = None,
