@@ -12,7 +12,7 @@ from ghn_pyg.cli import main
 from ghn_pyg.data import load_images
 from ghn_pyg.spaces import get_space
 from ghn_pyg.study.qat import QATHistory, initial_params, qat_train
-from ghn_pyg.study.qat_study import qat_table, run_qat_study
+from ghn_pyg.study.qat_study import epochs_to_reference, qat_table, run_qat_study
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +70,26 @@ def test_qat_study_resumes_and_tabulates(images, tmp_path):
     assert "| he " in table and "epoch 1" in table and "0.0 (2/2)" in table
     with pytest.raises(ValueError, match="unknown initialization 'glorious'"):
         run_qat_study(1, ["glorious"], train, test, tmp_path, progress=False)
+
+
+def test_epochs_to_the_reference_final_accuracy(tmp_path):
+    path = tmp_path / "qat.csv"
+    curves = {("a", "he_normal"): [0.1, 0.5, 0.7], ("b", "he_normal"): [0.1, 0.6, 0.6],
+              ("a", "ghn-qat"): [0.6, 0.7, 0.8], ("b", "ghn-qat"): [0.5, 0.55, 0.58],
+              ("c", "ghn-qat"): [0.9, 0.9, 0.9]}  # c: no reference run, not counted
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["arch", "init", "bits", "epoch", "accuracy", "final_running_bn"])
+        writer.writerows([a, i, 4, e, acc, ""] for (a, i), c in curves.items()
+                         for e, acc in enumerate(c))
+    result = epochs_to_reference(path, "he_normal")
+    assert result == {"he_normal": ([2, 1], 2), "ghn-qat": ([1], 2)}
+    table = qat_table(path, target=0.65, reference="he_normal")
+    assert "epochs to he_normal's final" in table.splitlines()[0]
+    assert [cell.strip() for cell in table.splitlines()[3].split("|")[-3:-1]] == \
+        ["0.5 (2/3)", "1.0 (1/2)"]  # ghn-qat: 65 % at epochs 1, -, 0; he_normal's bar once
+    assert epochs_to_reference(path, "default") == {}
+    assert "final" not in qat_table(path, target=0.65, reference="default")
 
 
 def test_qat_bad_inputs(images):

@@ -22,7 +22,7 @@ from ..report import markdown_table
 from ..spaces import get_space
 from .qat import check_start, qat_train
 
-__all__ = ["run_qat_study", "qat_table", "plot_qat_curves"]
+__all__ = ["run_qat_study", "qat_table", "epochs_to_reference", "plot_qat_curves"]
 
 _FIELDS = ["arch", "init", "bits", "epoch", "accuracy", "final_running_bn"]
 
@@ -84,13 +84,46 @@ def _curves(path: str | Path) -> dict[str, dict[str, list[float]]]:
     return curves
 
 
-def qat_table(path: str | Path, target: float) -> str:
-    """Markdown: per start, mean top-1 (%) per epoch and the epochs to reach ``target``.
+def epochs_to_reference(path: str | Path, reference: str) -> dict[str, tuple[list[int], int]]:
+    """Per start, the epochs it needs to reach the final accuracy of QAT from
+    ``reference`` on the same architecture (the issue's measure of a head start).
 
-    The last column is the mean first epoch reaching ``target`` (a fraction) over the
-    architectures that reach it, and how many do.
+    Args:
+        path: ``qat.csv``.
+        reference: the start whose last-epoch accuracy is the bar (e.g. ``"he_normal"``).
+
+    Returns:
+        ``init -> (first epoch reaching the bar, per architecture that reaches it;
+        the number of architectures shared with the reference)``; empty when
+        ``reference`` is not in the file.
     """
     curves = _curves(path)
+    bars = {arch: c[-1] for arch, c in curves.get(reference, {}).items()}
+    out = {}
+    for init, arch_curves in curves.items() if bars else ():
+        shared = [arch for arch in arch_curves if arch in bars]
+        out[init] = ([next(e for e, a in enumerate(arch_curves[arch]) if a >= bars[arch])
+                      for arch in shared if max(arch_curves[arch]) >= bars[arch]], len(shared))
+    return out
+
+
+def _mean_epochs(reached: Sequence[int], total: int) -> str:
+    """``"1.5 (2/3)"``: the mean epoch over the architectures that reach, and how many."""
+    return f"{statistics.fmean(reached):.1f} ({len(reached)}/{total})" if reached \
+        else f"- (0/{total})"
+
+
+def qat_table(path: str | Path, target: float, reference: str = "he_normal") -> str:
+    """Markdown: per start, mean top-1 (%) per epoch, the epochs to reach ``target`` and
+    the epochs to reach ``reference``'s final accuracy.
+
+    The last columns are mean first epochs over the architectures that reach the bar,
+    and how many do: ``target`` is a fraction; ``reference``'s bar is its own last-epoch
+    accuracy on each architecture (:func:`epochs_to_reference`; the column is left out
+    when ``reference`` did not run).
+    """
+    curves = _curves(path)
+    to_reference = epochs_to_reference(path, reference)
     epochs = max((len(c) for arch_curves in curves.values() for c in arch_curves.values()),
                  default=0)
     rows = []
@@ -99,10 +132,12 @@ def qat_table(path: str | Path, target: float) -> str:
                  for e in range(epochs)]
         reached = [next(e for e, a in enumerate(c) if a >= target)
                    for c in arch_curves.values() if max(c) >= target]
-        to_target = (f"{statistics.fmean(reached):.1f} ({len(reached)}/{len(arch_curves)})"
-                     if reached else f"- (0/{len(arch_curves)})")
-        rows.append([init] + [f"{m:.1f}" for m in means] + [to_target])
+        rows.append([init] + [f"{m:.1f}" for m in means]
+                    + [_mean_epochs(reached, len(arch_curves))]
+                    + ([_mean_epochs(*to_reference[init])] if to_reference else []))
     header = ["start"] + [f"epoch {e}" for e in range(epochs)] + [f"epochs to {100 * target:.0f}%"]
+    if to_reference:
+        header.append(f"epochs to {reference}'s final")
     return markdown_table(header, rows)
 
 
