@@ -7,6 +7,7 @@ import os
 import random
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -197,6 +198,28 @@ def test_init_checkpoint_of_another_space_is_rejected(graphs, tmp_path):
     qat = Trainer(config(graphs, tmp_path / "d", bits=(4, 2), first_last_8bit=True,
                          init_ckpt=str(tmp_path / "a" / "last.pt"))).ghn
     assert qat.trained_bits == (2, 4, 8, 32)  # the float start, this run's bits, the 8-bit ends
+
+
+def test_validation_images_follow_val_seed_not_seed(graphs, tmp_path):
+    def val_images(trainer):  # the training images are the rest
+        return trainer._make_curve().val_images.images
+
+
+    first = Trainer(config(graphs, tmp_path / "a", steps=1, seed=3, eval_archs=2))
+    first.train()
+    other_seed = Trainer(config(graphs, tmp_path / "b", seed=4, eval_archs=2))
+    assert torch.equal(val_images(first), val_images(other_seed))
+    assert not torch.equal(val_images(first),
+                           val_images(Trainer(config(graphs, tmp_path / "c", val_seed=1, eval_archs=2))))
+    start = str(tmp_path / "a" / "last.pt")
+    with pytest.warns(UserWarning, match="images the checkpoint trained on; pass --val-seed 0"):
+        Trainer(config(graphs, tmp_path / "d", val_seed=2, init_ckpt=start))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Trainer(config(graphs, tmp_path / "e", seed=5, init_ckpt=start))  # the same split
+    # Runs saved before val_seed existed split the images with their seed.
+    assert TrainConfig.from_saved({"seed": 3}).val_seed == 3
+    assert TrainConfig.from_saved({"seed": 3, "val_seed": 0}).val_seed == 0
 
 
 def test_cli_train_eval_predict(graphs, tmp_path, capsys):

@@ -40,7 +40,10 @@ class TrainConfig:
     ``num_archs`` (its size), ``graph_seed``; ``mix_graphs`` (more existing datasets,
     e.g. of other spaces, trained on too) and ``mix_weights`` (sampling weight of each
     dataset; default their sizes). Images: ``data`` (fashion-mnist, cifar10,
-    synthetic), ``data_root``, ``batch_size``, ``augment``. GHN: ``hid``, ``gnn``, ``T``,
+    synthetic), ``data_root``, ``batch_size``, ``augment``, ``val_seed`` (the seed of the
+    split of the training images into training and validation images: fixed across runs
+    and phases, independent of ``seed``, so a run never validates on images its
+    ``init_ckpt`` trained on). GHN: ``hid``, ``gnn``, ``T``,
     ``s_max``, ``max_shape``, ``message_relu``, ``bias_range``, ``bias_slope``,
     ``norm_slope`` (see :class:`~ghn_pyg.nn.GHN`). Optimisation: ``meta_batch`` networks per step,
     ``steps``, ``lr``, ``weight_decay``, ``optimizer`` (adam, adamw), ``schedule``
@@ -83,6 +86,7 @@ class TrainConfig:
     data_root: str | None = None
     batch_size: int = 64
     augment: bool = False
+    val_seed: int = 0
     hid: int = 32
     gnn: str = "gatedgnn"
     T: int = 1
@@ -199,8 +203,9 @@ class TrainConfig:
 
     @classmethod
     def from_saved(cls, data: dict[str, Any]) -> "TrainConfig":
-        """Settings saved with a run; keys it predates take :data:`LEGACY_SETTINGS`."""
-        return cls.from_dict({**LEGACY_SETTINGS, **data})
+        """Settings saved with a run; keys it predates take :data:`LEGACY_SETTINGS`, and
+        ``val_seed`` its ``seed`` (the images were split with the run's seed before)."""
+        return cls.from_dict({**LEGACY_SETTINGS, "val_seed": data.get("seed", 0), **data})
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
@@ -282,6 +287,9 @@ HELP: dict[str, str] = {
     "data": f"image dataset: {', '.join(IMAGE_DATASETS)}", "data_root": "image data folder",
     "batch_size": "images per step (shared by all networks of the step)",
     "augment": "random crop and flip of training images",
+    "val_seed": "seed of the split of the training images into training and validation "
+    "images (keep it across runs: an --init-ckpt run must not validate on images its start "
+    "trained on)",
     "hid": "GHN node embedding size", "gnn": "GNN layer (gatedgnn, ggnn, gatv2, transformer, "
     "gine or package.module:Class)", "T": "GNN rounds", "s_max": "virtual edge cutoff",
     "max_shape": "weight decoder's out,in,kh,kw",

@@ -8,6 +8,7 @@ import json
 import math
 import random
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +97,7 @@ class Trainer:
         saved = self._read_resume_state() if resume else None
         if not resume:
             self._claim_run_folder(overwrite)
-        self.images = load_images(cfg.data, "train", cfg.data_root, seed=cfg.seed,
+        self.images = load_images(cfg.data, "train", cfg.data_root, seed=cfg.val_seed,
                                   augment=cfg.augment, synthetic_shape=cfg.in_shape)
         if tuple(self.images.shape) != tuple(cfg.in_shape):
             raise ValueError(f"{cfg.data} images are {self.images.shape} but the architectures "
@@ -163,10 +164,10 @@ class Trainer:
         cfg = self.config
         spaces = [cfg.space] + ([d.space_name for d in self.archs.datasets[1:]]
                                 if isinstance(self.archs, ArchMixture) else [])
-        val = load_images(cfg.data, "val", cfg.data_root, seed=cfg.seed,
+        val = load_images(cfg.data, "val", cfg.data_root, seed=cfg.val_seed,
                           synthetic_shape=cfg.in_shape)
         train = self.images if not cfg.augment else load_images(
-            cfg.data, "train", cfg.data_root, seed=cfg.seed, synthetic_shape=cfg.in_shape)
+            cfg.data, "train", cfg.data_root, seed=cfg.val_seed, synthetic_shape=cfg.in_shape)
         return LearningCurve(spaces, cfg.eval_archs, cfg.in_shape, cfg.num_classes, val, train,
                              cfg.eval_bits, cfg.eval_images, self.device)
 
@@ -190,17 +191,24 @@ class Trainer:
         return sorted(bits)
 
     def _check_init_ckpt(self, path: str) -> None:
-        """A training checkpoint to start from must share the space and input shape."""
+        """A training checkpoint to start from must share the space and input shape, and
+        should share the validation images (a warning otherwise: this run would validate
+        on images the checkpoint trained on)."""
         try:
-            theirs = load_train_checkpoint(path)["config"]
+            saved = load_train_checkpoint(path)["config"]
         except CheckpointError:
             return  # a plain GHN file: load_weights checks its config
-        ours = self.config.to_dict()
-        diff = [f"{k}: checkpoint {theirs.get(k)!r}, now {ours[k]!r}"
-                for k in ("space", "in_shape", "num_classes") if theirs.get(k) != ours[k]]
+        theirs, ours = TrainConfig.from_saved(saved).to_dict(), self.config.to_dict()
+        diff = [f"{k}: checkpoint {theirs[k]!r}, now {ours[k]!r}"
+                for k in ("space", "in_shape", "num_classes") if theirs[k] != ours[k]]
         if diff:
             raise CheckpointError(f"{path}: trained on another architecture space or input "
                                   f"({'; '.join(diff)})")
+        if theirs["data"] == ours["data"] and theirs["val_seed"] != ours["val_seed"]:
+            warnings.warn(f"{path} was trained with val_seed {theirs['val_seed']}, this run "
+                          f"uses {ours['val_seed']}: its validation images are partly images "
+                          f"the checkpoint trained on; pass --val-seed {theirs['val_seed']}",
+                          stacklevel=2)
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         cfg = self.config
