@@ -300,3 +300,14 @@ def test_runner_cache_hits_compares_the_policies():
                                  "--cache", "10", "70", "--steps", "60", "--from", "20"))
     assert rows[0] == ["runners kept", "first N kept (trainer)", "least recently used"]
     assert rows[2][1:] == ["100%", "100%"] and int(rows[1][1][:-1]) > int(rows[1][2][:-1])
+
+
+def test_curve_point_evaluates_a_checkpoint_like_the_training_curve(capsys):
+    script = load("curve_point")
+    point = script.main(["ghn-fmnist", "--data", "synthetic", "--archs", "1", "--images", "20",
+                         "--bits", "32,4"])
+    assert list(point) == ["val_acc_32bit", "val_acc_4bit"]
+    assert all(0 <= v <= 100 for v in point.values()) and '"val_acc_4bit"' in capsys.readouterr().out
+    from ghn_pyg.nn import CheckpointError
+    with pytest.raises(CheckpointError):
+        script.main(["no-such-ghn.pt", "--data", "synthetic", "--archs", "1", "--images", "20"])

@@ -1,0 +1,48 @@
+"""One learning-curve point of a GHN checkpoint, off the training loop.
+
+Evaluates a checkpoint exactly as ``ghn-pyg train --eval-every`` does
+(:class:`~ghn_pyg.train.curve.LearningCurve`: the first validation architectures of
+each space, validation images of ``--val-seed``'s split, the calibrated protocol), e.g.
+the float GHN at bit-widths its own curve did not track, as step 0 of a GHN-QAT curve::
+
+    python scripts/curve_point.py campaign/ghn-float/last.pt --spaces efficient,cells \\
+        --val-seed 3 --bits 32,4,2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import warnings
+
+warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", category=FutureWarning)
+
+from ghn_pyg.data import load_images  # noqa: E402
+from ghn_pyg.nn import GHN  # noqa: E402
+from ghn_pyg.train.curve import LearningCurve  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    """Print and return ``{column: accuracy in %}`` (the ``val_*`` columns of metrics.csv)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("ckpt", help="a checkpoint file or a shipped GHN name")
+    parser.add_argument("--spaces", default="efficient", help="comma-separated spaces")
+    parser.add_argument("--archs", type=int, default=8, help="validation architectures per space")
+    parser.add_argument("--images", type=int, default=500, help="validation images counted")
+    parser.add_argument("--bits", default="32,4", help="comma-separated bit-widths (32 is float)")
+    parser.add_argument("--data", default="fashion-mnist")
+    parser.add_argument("--val-seed", type=int, default=0,
+                        help="seed of the train/validation split (the run's val_seed)")
+    args = parser.parse_args(argv)
+    val = load_images(args.data, "val", seed=args.val_seed)
+    train = load_images(args.data, "train", seed=args.val_seed)
+    curve = LearningCurve(args.spaces.split(","), args.archs, tuple(val[0][0].shape), 10, val,
+                          train, bits=[int(b) for b in args.bits.split(",")],
+                          max_images=args.images)
+    point = curve.evaluate(GHN.load_any(args.ckpt))
+    print(json.dumps({k: round(v, 2) for k, v in point.items()}))
+    return point
+
+
+if __name__ == "__main__":
+    main()
