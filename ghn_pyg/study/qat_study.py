@@ -97,7 +97,12 @@ def epochs_to_reference(path: str | Path, reference: str) -> dict[str, tuple[lis
         the number of architectures shared with the reference)``; empty when
         ``reference`` is not in the file.
     """
-    curves = _curves(path)
+    return _epochs_to_reference(_curves(path), reference)
+
+
+def _epochs_to_reference(curves: dict[str, dict[str, list[float]]],
+                         reference: str) -> dict[str, tuple[list[int], int]]:
+    """:func:`epochs_to_reference` of curves already read."""
     bars = {arch: c[-1] for arch, c in curves.get(reference, {}).items()}
     out = {}
     for init, arch_curves in curves.items() if bars else ():
@@ -123,7 +128,7 @@ def qat_table(path: str | Path, target: float, reference: str = "he_normal") -> 
     when ``reference`` did not run).
     """
     curves = _curves(path)
-    to_reference = epochs_to_reference(path, reference)
+    to_reference = _epochs_to_reference(curves, reference)
     epochs = max((len(c) for arch_curves in curves.values() for c in arch_curves.values()),
                  default=0)
     rows = []
