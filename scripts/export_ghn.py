@@ -2,7 +2,9 @@
 
 Writes ``OUT.pt`` (``GHN.save``: config and weights, loadable with
 ``GHN.from_pretrained``) and ``OUT.json`` (the run's training settings and its last
-logged metrics), e.g.::
+logged metrics; for a run started from another one's weights, ``--init-ckpt``, the
+same for that run under ``initialized_from``, and so on back to the first phase, so
+that a GHN-QAT's JSON also holds the float pretraining it started from), e.g.::
 
     python scripts/export_ghn.py runs/ghn-fmnist/last.pt ghn_pyg/checkpoints/ghn-fmnist
 """
@@ -14,6 +16,7 @@ import csv
 import json
 import warnings
 from pathlib import Path
+from typing import Any, Sequence
 
 warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", category=FutureWarning)
 
@@ -22,21 +25,55 @@ from ghn_pyg.nn import GHN  # noqa: E402
 from ghn_pyg.train import load_train_checkpoint  # noqa: E402
 
 
-def main() -> None:
+def training_recipe(checkpoint: str | Path, _seen: frozenset[Path] = frozenset()) -> dict[str, Any]:
+    """The training history of a run, from its checkpoint back to its first phase.
+
+    Args:
+        checkpoint: a training checkpoint (``OUT/last.pt``); ``metrics.csv`` beside it
+            gives the last logged metrics.
+
+    Returns:
+        ``{"checkpoint", "steps_trained", "training_settings", "last_logged_metrics"}``
+        plus ``"initialized_from"``: the same for the run's ``init_ckpt`` when it has
+        one (only ``{"checkpoint", "missing": True}`` when that file is gone).
+
+    Raises:
+        CheckpointError: ``checkpoint`` is missing or not a training checkpoint.
+        ValueError: the ``init_ckpt`` chain loops back on itself.
+    """
+    path = Path(checkpoint).resolve()
+    if path in _seen:
+        raise ValueError(f"{checkpoint}: its init_ckpt chain loops back to itself")
+    state = load_train_checkpoint(path)
+    metrics_file = path.parent / "metrics.csv"
+    last = list(csv.DictReader(metrics_file.open()))[-1] if metrics_file.is_file() else {}
+    recipe = {"checkpoint": str(checkpoint), "steps_trained": state["step"],
+              "training_settings": state["config"], "last_logged_metrics": last}
+    parent = state["config"].get("init_ckpt")
+    if parent:
+        if Path(parent).is_file():
+            recipe["initialized_from"] = training_recipe(parent, _seen | {path})
+        else:
+            warnings.warn(f"{checkpoint} started from {parent}, which is gone: its recipe "
+                          "is not recorded", stacklevel=2)
+            recipe["initialized_from"] = {"checkpoint": parent, "missing": True}
+    return recipe
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Export the GHN of a training checkpoint; returns the recipe written to ``OUT.json``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", help="training checkpoint (OUT/last.pt)")
     parser.add_argument("out", help="output path without suffix")
-    args = parser.parse_args()
-    state = load_train_checkpoint(args.checkpoint)
+    args = parser.parse_args(argv)
+    recipe = training_recipe(args.checkpoint)
     out = Path(args.out)
     GHN.load(args.checkpoint).save(out.with_suffix(".pt"))
-    metrics_file = Path(args.checkpoint).parent / "metrics.csv"
-    last = list(csv.DictReader(metrics_file.open()))[-1] if metrics_file.is_file() else {}
-    recipe = {"steps_trained": state["step"], "training_settings": state["config"],
-              "last_logged_metrics": last}
     with atomic_path(out.with_suffix(".json")) as tmp:
         tmp.write_text(json.dumps(recipe, indent=1) + "\n")
-    print(f"wrote {out.with_suffix('.pt')} and {out.with_suffix('.json')} (step {state['step']})")
+    print(f"wrote {out.with_suffix('.pt')} and {out.with_suffix('.json')} "
+          f"(step {recipe['steps_trained']})")
+    return recipe
 
 
 if __name__ == "__main__":

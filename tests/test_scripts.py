@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import re
 import subprocess
@@ -311,3 +312,33 @@ def test_curve_point_evaluates_a_checkpoint_like_the_training_curve(capsys):
     from ghn_pyg.nn import CheckpointError
     with pytest.raises(CheckpointError):
         script.main(["no-such-ghn.pt", "--data", "synthetic", "--archs", "1", "--images", "20"])
+
+
+def test_export_ghn_records_every_training_phase(graphs, tmp_path):
+    from ghn_pyg.cli import main
+    from ghn_pyg.nn import GHN, CheckpointError
+
+    def train(out, *extra):
+        assert main(["train", "--graphs", str(graphs), "--space", "blocks", "--num-archs", "8",
+                     "--data", "synthetic", "--meta-batch", "2", "--batch-size", "8", "--steps",
+                     "2", "--warmup", "1", "--device", "cpu", "--out", str(out), *extra]) == 0
+
+    train(tmp_path / "float")
+    train(tmp_path / "qat", "--init-ckpt", str(tmp_path / "float" / "last.pt"), "--bits", "4")
+    export = load("export_ghn")
+    recipe = export.main([str(tmp_path / "qat" / "last.pt"), str(tmp_path / "ghn-qat")])
+    saved = json.loads((tmp_path / "ghn-qat.json").read_text())
+    assert saved == recipe and saved["steps_trained"] == 2
+    assert saved["training_settings"]["bits"] == [4] and saved["last_logged_metrics"]["step"] == "2"
+    parent = saved["initialized_from"]
+    assert parent["training_settings"]["bits"] == [] and parent["steps_trained"] == 2
+    assert "initialized_from" not in parent
+    assert isinstance(GHN.load_any(tmp_path / "ghn-qat.pt"), GHN)
+
+    (tmp_path / "float" / "last.pt").unlink()  # the float phase's state is gone
+    with pytest.warns(UserWarning, match="which is gone"):
+        recipe = export.training_recipe(tmp_path / "qat" / "last.pt")
+    assert recipe["initialized_from"]["missing"] is True
+    with pytest.raises(CheckpointError):
+        export.main([str(tmp_path / "float" / "last.pt"), str(tmp_path / "nothing")])
+    assert not (tmp_path / "nothing.json").exists()
