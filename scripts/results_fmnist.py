@@ -4,8 +4,8 @@ converged SGD reference on Fashion-MNIST, under both evaluation protocols.
 Jobs (all on the full 10,000 test images by default; mean ± standard error over
 architectures):
 
-- protocols ``calibrated`` and ``ghn2`` (``ghn_pyg.train.protocol``), per-channel
-  weights, bits 32/8/4/2, on the splits: the first ``--archs`` unseen ``test``
+- protocols ``calibrated`` and ``ghn2`` (``ghn_pyg.train.protocol``; ``--protocols``
+  picks), per-channel weights, bits 32/8/4/2, on the splits: the first ``--archs`` unseen ``test``
   architectures of the ``efficient`` space (seed 0), the first ``--ood-archs`` of the
   out-of-distribution ``wide``, ``deep`` and ``nobn`` splits, and ``--torchvision-archs``
   torchvision networks adapted to 1x28x28. On the test split the converged SGD
@@ -47,7 +47,7 @@ import torch  # noqa: E402
 from ghn_pyg.data import load_images, sample_specs  # noqa: E402
 from ghn_pyg.nn import GHN  # noqa: E402
 from ghn_pyg.spaces import TorchvisionSpace, get_space  # noqa: E402
-from ghn_pyg.train.protocol import EvalProtocol  # noqa: E402
+from ghn_pyg.train.protocol import PROTOCOLS, EvalProtocol  # noqa: E402
 from ghn_pyg.train.reference import SGDRecipe, SGDReference  # noqa: E402
 from ghn_pyg.fileio import atomic_path  # noqa: E402
 from ghn_pyg.report import markdown_table  # noqa: E402
@@ -79,9 +79,10 @@ def make_jobs(args: argparse.Namespace) -> list[ResultJob]:
     calibrated = EvalProtocol("calibrated", args.bn_batches, args.calib_batches, args.calibration)
     jobs = []
     for protocol in (calibrated, EvalProtocol("ghn2")):
-        jobs += [ResultJob(split, protocol, sgd=split == "test" and args.sgd, images=images)
-                 for split in args.splits.split(",")]
-    if args.settings:
+        if protocol.name in args.protocols:
+            jobs += [ResultJob(split, protocol, sgd=split == "test" and args.sgd, images=images)
+                     for split in args.splits.split(",")]
+    if args.settings and "calibrated" in args.protocols:
         for per_channel, first_last in ((False, False), (True, True), (False, True)):
             jobs.append(ResultJob("test", calibrated, (8, 4, 2), per_channel, first_last,
                                   sgd=args.sgd, images=images))
@@ -115,6 +116,16 @@ def ghn_arg(text: str) -> tuple[str, str]:
         raise argparse.ArgumentTypeError(
             f"--ghn takes NAME=CKPT, e.g. 'GHN-QAT=runs/qat/last.pt', got {text!r}")
     return name, ckpt
+
+
+def protocols_arg(text: str) -> tuple[str, ...]:
+    """``"calibrated,ghn2"`` -> the protocol names; argparse reports unknown ones."""
+    names = tuple(name for name in text.split(",") if name)
+    unknown = sorted(set(names) - set(PROTOCOLS))
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"--protocols takes a comma-separated subset of {', '.join(PROTOCOLS)}, got {text!r}")
+    return names
 
 
 def shard_arg(text: str) -> tuple[int, int]:
@@ -154,6 +165,9 @@ def main() -> None:
                              "shipped name (repeat it; default: "
                              + ", ".join(f"'{k}={v}'" for k, v in SHIPPED.items()) + ")")
     parser.add_argument("--splits", default=",".join(SPLITS))
+    parser.add_argument("--protocols", type=protocols_arg, default=PROTOCOLS,
+                        help="evaluation protocols, comma-separated (default: calibrated,ghn2; "
+                             "the per-tensor / first-last-8-bit blocks need calibrated)")
     parser.add_argument("--archs", type=int, default=20, help="test architectures")
     parser.add_argument("--ood-archs", type=int, default=5, help="wide/deep/nobn architectures")
     parser.add_argument("--torchvision-archs", type=int, default=6,

@@ -137,6 +137,14 @@ def test_results_script_resumes_and_writes_every_table(tmp_path):
     assert "| test  | Mine (2)" in table and "GHN-QAT" not in table and "| he (2)" in table
     again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert (out / "tables.md").read_text() == tables  # the shipped GHNs' rows stayed cached
+    calibrated = subprocess.run(command + ["--protocols", "calibrated", "--assemble-only"],
+                                capture_output=True, text=True, env=env, timeout=600)
+    assert calibrated.returncode == 0, calibrated.stderr[-2000:]
+    table = (out / "tables.md").read_text()
+    assert "`calibrated`, weights per-tensor" in table and "`ghn2`" not in table
+    bad = subprocess.run(command + ["--protocols", "calibrated,nope"], capture_output=True,
+                         text=True, env=env, timeout=600)
+    assert bad.returncode == 2 and "--protocols takes a comma-separated subset" in bad.stderr
 
 
 @needs_fmnist
