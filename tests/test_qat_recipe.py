@@ -19,7 +19,7 @@ from ghn_pyg.nn.ghn import PRETRAINED_DIR
 from ghn_pyg.quant import QuantSpec, quantize
 from ghn_pyg.quant.layers import detach_collapsed_channels
 from ghn_pyg.train import TrainConfig, Trainer
-from ghn_pyg.train.config import add_config_arguments, config_from_args
+from ghn_pyg.train.config import add_config_arguments, config_from_args, init_ghn_settings
 from ghn_pyg.train.sampling import draw_bits, network_bits
 
 from .test_images import needs_fmnist
@@ -39,7 +39,8 @@ def efficient(tmp_path_factory):
 def efficient_config(root, out, **kwargs) -> TrainConfig:
     settings = dict(graphs=str(root), space="efficient", num_archs=8, data="fashion-mnist",
                     meta_batch=1, batch_size=64, steps=10, warmup=1, ckpt_every=100,
-                    log_every=1, out=str(out), seed=0, init_ckpt=str(FLOAT_GHN))
+                    log_every=1, out=str(out), seed=0, init_ckpt=str(FLOAT_GHN),
+                    **init_ghn_settings(FLOAT_GHN))
     settings.update(kwargs)
     return TrainConfig(**settings)
 

@@ -358,3 +358,25 @@ def test_demo_runs_with_shipped_checkpoints(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "demo" / "summary.md").is_file()
     rows = (tmp_path / "demo" / "results.csv").read_text().splitlines()
     assert len(rows) == 1 + 2 * 4 * 3  # unseen archs x bits x methods
+
+
+def test_cli_train_takes_the_ghn_settings_of_its_init_checkpoint(graphs, tmp_path, capsys):
+    def train(out, *flags):
+        return main(["train", "--graphs", str(graphs), "--space", "blocks", "--num-archs", "8",
+                     "--data", "synthetic", "--meta-batch", "2", "--batch-size", "8", "--steps",
+                     "1", "--warmup", "1", "--device", "cpu", "--out", str(tmp_path / out),
+                     *flags])
+
+    assert train("float", "--hid", "16", "--message-relu", "--bias-range", "1",
+                 "--norm-slope", "0.5") == 0
+    start = str(tmp_path / "float" / "last.pt")
+    assert train("qat", "--init-ckpt", start, "--bits", "4") == 0  # no GHN flags repeated
+    saved = json.loads((tmp_path / "qat" / "config.json").read_text())
+    assert (saved["hid"], saved["message_relu"], saved["bias_range"], saved["norm_slope"]) == \
+        (16, True, 1.0, 0.5)
+    capsys.readouterr()
+    assert train("wider", "--init-ckpt", start, "--hid", "32") == 2  # a given flag still wins
+    assert "checkpoint of another GHN config (hid: checkpoint 16 vs this GHN 32" in \
+        capsys.readouterr().err
+    assert train("nothing", "--init-ckpt", str(tmp_path / "missing.pt")) == 2
+    assert "missing.pt" in capsys.readouterr().err and not (tmp_path / "nothing").exists()

@@ -15,7 +15,8 @@ from ..fileio import user_path
 from ..graph.bits import VALID_BITS
 
 __all__ = ["TrainConfig", "load_config", "add_config_arguments", "config_from_args",
-           "given_settings", "resume_config", "RESUMABLE", "LEGACY_SETTINGS", "HELP"]
+           "given_settings", "resume_config", "init_ghn_settings", "GHN_SETTINGS", "RESUMABLE",
+           "LEGACY_SETTINGS", "HELP"]
 
 #: What a run saved before these settings existed was trained with.
 LEGACY_SETTINGS: dict[str, Any] = {"bit_weights": [], "seed_bits": False,
@@ -45,7 +46,8 @@ class TrainConfig:
     and phases, independent of ``seed``, so a run never validates on images its
     ``init_ckpt`` trained on). GHN: ``hid``, ``gnn``, ``T``,
     ``s_max``, ``max_shape``, ``message_relu``, ``bias_range``, ``bias_slope``,
-    ``norm_slope`` (see :class:`~ghn_pyg.nn.GHN`). Optimisation: ``meta_batch`` networks per step,
+    ``norm_slope`` (see :class:`~ghn_pyg.nn.GHN`; from the command line they default to
+    ``init_ckpt``'s, :func:`init_ghn_settings`). Optimisation: ``meta_batch`` networks per step,
     ``steps``, ``lr``, ``weight_decay``, ``optimizer`` (adam, adamw), ``schedule``
     (cosine, step), ``warmup`` steps, ``grad_clip``, ``net_grad_clip`` (per network, on
     the gradient of its predicted parameters; 0 disables). Quantization: ``bits`` drawn
@@ -317,7 +319,8 @@ HELP: dict[str, str] = {
     "off)",
     "mixed": "draw bits per layer instead of per network",
     "first_last_8bit": "keep first and last layers at 8 bits",
-    "init_ckpt": "start from this GHN (e.g. a float checkpoint for GHN-QAT)",
+    "init_ckpt": "start from this GHN (a GHN file or training checkpoint, e.g. a float one for "
+                 "GHN-QAT); --hid, --gnn and the other GHN settings default to its",
     "out": "run folder: last.pt, metrics.csv, config.json",
     "ckpt_every": "checkpoint every N steps", "seed": "seed of architectures, images and bits",
     "device": "auto, cpu or cuda",
@@ -424,9 +427,36 @@ def given_settings(args: argparse.Namespace) -> dict[str, Any]:
     return settings
 
 
+#: The settings that shape the GHN (its constructor's arguments).
+GHN_SETTINGS: tuple[str, ...] = ("hid", "gnn", "T", "s_max", "max_shape", "message_relu",
+                                 "bias_range", "bias_slope", "norm_slope")
+
+
+def init_ghn_settings(checkpoint: str | Path) -> dict[str, Any]:
+    """The :data:`GHN_SETTINGS` of the GHN in ``checkpoint`` (a GHN file or a training
+    checkpoint), so that a run started from it builds a GHN it loads into.
+
+    Raises:
+        CheckpointError: the file is missing, unreadable or holds no GHN.
+    """
+    from ..formats import ghn_payload
+    from ..nn.ghn import GHN
+
+    config = {**GHN.defaults(), **ghn_payload(checkpoint)["config"]}
+    return {name: config[name] for name in GHN_SETTINGS}
+
+
 def config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = None) -> TrainConfig:
-    """Defaults, then ``base`` (a config file), then the flags that were given."""
-    return TrainConfig.from_dict({**(base or {}), **given_settings(args)})
+    """Defaults, then the GHN settings of ``init_ckpt`` when there is one (a run started
+    from a checkpoint builds a GHN like it unless told otherwise), then ``base`` (a
+    config file), then the flags that were given.
+
+    Raises:
+        CheckpointError: ``init_ckpt`` is not a readable checkpoint with a GHN.
+    """
+    settings = {**(base or {}), **given_settings(args)}
+    start = settings.get("init_ckpt")
+    return TrainConfig.from_dict({**(init_ghn_settings(start) if start else {}), **settings})
 
 
 def resume_config(saved: dict[str, Any], changes: dict[str, Any], source: str = "the run") -> TrainConfig:

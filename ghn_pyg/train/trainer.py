@@ -29,7 +29,7 @@ from ..formats import TRAIN_FORMAT, TRAIN_VERSION, CheckpointError, read_checkpo
 from ..nn.ghn import GHN
 from ..quant.runner import QuantizedModel, quantize
 from . import distributed
-from .config import TrainConfig
+from .config import GHN_SETTINGS, TrainConfig
 from .curve import LearningCurve, plot_curve
 from .parallel import NetworkPool, resolve_net_threads
 from .sampling import ArchSampler, ImageBatcher, MixtureSampler, draw_bits, network_bits
@@ -107,10 +107,7 @@ class Trainer:
             raise ValueError(f"{cfg.data} has {self.images.num_classes} classes but the "
                              f"architectures have {cfg.num_classes} outputs")
         self.archs = self._open_archs()
-        self.ghn = GHN(hid=cfg.hid, gnn=cfg.gnn, T=cfg.T, s_max=cfg.s_max,
-                       max_shape=cfg.max_shape, message_relu=cfg.message_relu,
-                       bias_range=cfg.bias_range, bias_slope=cfg.bias_slope,
-                       norm_slope=cfg.norm_slope).to(self.device)
+        self.ghn = GHN(**{name: getattr(cfg, name) for name in GHN_SETTINGS}).to(self.device)
         if cfg.init_ckpt:
             self._check_init_ckpt(cfg.init_ckpt)
             self.ghn.load_weights(cfg.init_ckpt)
