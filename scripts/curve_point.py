@@ -5,7 +5,7 @@ Evaluates a checkpoint exactly as ``ghn-pyg train --eval-every`` does
 each space, validation images of ``--val-seed``'s split, the calibrated protocol), e.g.
 the float GHN at bit-widths its own curve did not track, as step 0 of a GHN-QAT curve::
 
-    python scripts/curve_point.py campaign/ghn-float/last.pt --spaces efficient,cells \\
+    python scripts/curve_point.py runs/ghn-fmnist/last.pt --spaces efficient,cells \\
         --val-seed 3 --bits 32,4,2
 """
 

@@ -27,7 +27,7 @@ prints the total time.
 
     python scripts/results_fmnist.py                      # docs/results/fmnist, docs/figures
     python scripts/results_fmnist.py --device cuda --shard 0/4 & ...   # four processes
-    python scripts/results_fmnist.py --ghn "GHN (float)=campaign/ghn-float/last.pt"
+    python scripts/results_fmnist.py --ghn "GHN (float)=runs/ghn-fmnist/last.pt"
 """
 
 from __future__ import annotations
