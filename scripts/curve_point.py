@@ -7,6 +7,10 @@ the float GHN at bit-widths its own curve did not track, as step 0 of a GHN-QAT 
 
     python scripts/curve_point.py runs/ghn-fmnist/last.pt --spaces efficient,cells \\
         --val-seed 3 --bits 32,4,2
+
+``--bn-batches``/``--calib-batches``/``--calib-method`` replace the curve's protocol
+(4 BN and 2 range batches of 256 images, min/max), e.g. with the results tables' (20 and
+8) to see whether a GHN's validation numbers depend on how many images set the ranges.
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", c
 
 from ghn_pyg.data import load_images  # noqa: E402
 from ghn_pyg.nn import GHN  # noqa: E402
-from ghn_pyg.train.curve import LearningCurve  # noqa: E402
+from ghn_pyg.quant.quantizers import CALIBRATION_METHODS  # noqa: E402
+from ghn_pyg.train.curve import CURVE_PROTOCOL, LearningCurve  # noqa: E402
+from ghn_pyg.train.protocol import EvalProtocol  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -33,12 +39,20 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--data", default="fashion-mnist")
     parser.add_argument("--val-seed", type=int, default=0,
                         help="seed of the train/validation split (the run's val_seed)")
+    parser.add_argument("--bn-batches", type=int, default=CURVE_PROTOCOL.bn_batches,
+                        help="training batches the BN statistics are averaged over")
+    parser.add_argument("--calib-batches", type=int, default=CURVE_PROTOCOL.calib_batches,
+                        help="training batches the activation ranges are calibrated on")
+    parser.add_argument("--calib-method", default=CURVE_PROTOCOL.calib_method,
+                        choices=CALIBRATION_METHODS)
     args = parser.parse_args(argv)
+    protocol = EvalProtocol("calibrated", bn_batches=args.bn_batches,
+                            calib_batches=args.calib_batches, calib_method=args.calib_method)
     val = load_images(args.data, "val", seed=args.val_seed)
     train = load_images(args.data, "train", seed=args.val_seed)
     curve = LearningCurve(args.spaces.split(","), args.archs, tuple(val[0][0].shape), 10, val,
                           train, bits=[int(b) for b in args.bits.split(",")],
-                          max_images=args.images)
+                          max_images=args.images, protocol=protocol)
     point = curve.evaluate(GHN.load_any(args.ckpt))
     print(json.dumps({k: round(v, 2) for k, v in point.items()}))
     return point

@@ -322,6 +322,27 @@ def test_curve_point_evaluates_a_checkpoint_like_the_training_curve(capsys):
         script.main(["no-such-ghn.pt", "--data", "synthetic", "--archs", "1", "--images", "20"])
 
 
+def test_curve_point_takes_the_tables_protocol(monkeypatch):
+    script = load("curve_point")
+    seen = []
+    original = script.LearningCurve.__init__
+
+    def spy(self, *args, protocol=None, **kwargs):
+        seen.append(protocol)
+        original(self, *args, protocol=protocol, **kwargs)
+
+    monkeypatch.setattr(script.LearningCurve, "__init__", spy)
+    script.main(["ghn-fmnist", "--data", "synthetic", "--archs", "1", "--images", "20", "--bits",
+                 "4", "--bn-batches", "3", "--calib-batches", "2", "--calib-method", "percentile"])
+    assert (seen[0].bn_batches, seen[0].calib_batches, seen[0].calib_method) == (3, 2, "percentile")
+    script.main(["ghn-fmnist", "--data", "synthetic", "--archs", "1", "--images", "20", "--bits", "4"])
+    assert seen[1] == script.CURVE_PROTOCOL
+    with pytest.raises(ValueError, match="calib_batches must be >= 1"):
+        script.main(["ghn-fmnist", "--data", "synthetic", "--calib-batches", "0"])
+    with pytest.raises(SystemExit):
+        script.main(["ghn-fmnist", "--data", "synthetic", "--calib-method", "median"])
+
+
 def test_export_ghn_records_every_training_phase(graphs, tmp_path):
     from ghn_pyg.cli import main
     from ghn_pyg.nn import GHN, CheckpointError
