@@ -25,7 +25,6 @@ from ghn_pyg.data import load_images  # noqa: E402
 from ghn_pyg.nn import GHN  # noqa: E402
 from ghn_pyg.quant.quantizers import CALIBRATION_METHODS  # noqa: E402
 from ghn_pyg.train.curve import CURVE_PROTOCOL, LearningCurve  # noqa: E402
-from ghn_pyg.train.protocol import EvalProtocol  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -46,8 +45,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--calib-method", default=CURVE_PROTOCOL.calib_method,
                         choices=CALIBRATION_METHODS)
     args = parser.parse_args(argv)
-    protocol = EvalProtocol("calibrated", bn_batches=args.bn_batches,
-                            calib_batches=args.calib_batches, calib_method=args.calib_method)
+    protocol = CURVE_PROTOCOL.replace(bn_batches=args.bn_batches, calib_batches=args.calib_batches,
+                                      calib_method=args.calib_method)
     val = load_images(args.data, "val", seed=args.val_seed)
     train = load_images(args.data, "train", seed=args.val_seed)
     curve = LearningCurve(args.spaces.split(","), args.archs, tuple(val[0][0].shape), 10, val,
