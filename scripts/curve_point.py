@@ -10,7 +10,9 @@ the float GHN at bit-widths its own curve did not track, as step 0 of a GHN-QAT 
 
 ``--bn-batches``/``--calib-batches``/``--calib-method`` replace the curve's protocol
 (4 BN and 2 range batches of 256 images, min/max), e.g. with the results tables' (20 and
-8) to see whether a GHN's validation numbers depend on how many images set the ranges.
+8) to see whether a GHN's validation numbers depend on how many images set the ranges;
+``--bn-after-calib`` re-estimates BN statistics under the frozen ranges, and
+``--protocol ghn2`` uses each validation batch's statistics and ranges instead.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from ghn_pyg.data import load_images  # noqa: E402
 from ghn_pyg.nn import GHN  # noqa: E402
 from ghn_pyg.quant.quantizers import CALIBRATION_METHODS  # noqa: E402
 from ghn_pyg.train.curve import CURVE_PROTOCOL, LearningCurve  # noqa: E402
+from ghn_pyg.train.protocol import PROTOCOLS  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -44,9 +47,15 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                         help="training batches the activation ranges are calibrated on")
     parser.add_argument("--calib-method", default=CURVE_PROTOCOL.calib_method,
                         choices=CALIBRATION_METHODS)
+    parser.add_argument("--bn-after-calib", action="store_true",
+                        help="re-estimate BN statistics once more under the frozen ranges")
+    parser.add_argument("--protocol", default=CURVE_PROTOCOL.name, choices=PROTOCOLS,
+                        help="evaluation protocol (ghn2 ignores the batch options)")
     args = parser.parse_args(argv)
-    protocol = CURVE_PROTOCOL.replace(bn_batches=args.bn_batches, calib_batches=args.calib_batches,
-                                      calib_method=args.calib_method)
+    protocol = CURVE_PROTOCOL.replace(name=args.protocol, bn_batches=args.bn_batches,
+                                      calib_batches=args.calib_batches,
+                                      calib_method=args.calib_method,
+                                      bn_after_calib=args.bn_after_calib)
     val = load_images(args.data, "val", seed=args.val_seed)
     train = load_images(args.data, "train", seed=args.val_seed)
     curve = LearningCurve(args.spaces.split(","), args.archs, tuple(val[0][0].shape), 10, val,

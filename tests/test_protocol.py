@@ -114,6 +114,43 @@ def test_calibrated_reads_only_training_images(images):
         protocol.calibration_batches(None)
 
 
+def bn_statistics(runner) -> list[torch.Tensor]:
+    """Every batch norm's running mean and variance, cloned."""
+    return [t.clone() for bn in runner.batch_norms() for t in (bn.running_mean, bn.running_var)]
+
+
+def test_bn_after_calib_reestimates_bn_under_the_frozen_ranges(images):
+    train, _ = images
+    model = tiny_net()
+    params = init_params("he", model, seed=1)
+    plain = EvalProtocol(bn_batches=3, calib_batches=2, batch_size=64)
+    after = plain.replace(bn_after_calib=True)
+    batches = plain.calibration_batches(train)
+    stats = {}
+    for protocol in (plain, after):
+        runner = quantize(copy.deepcopy(model), QuantSpec.uniform(2), (1, 1, 12, 12), bn="batch")
+        protocol.apply(runner, params, batches)
+        stats[protocol.bn_after_calib] = bn_statistics(runner)
+        assert runner.bn == "running"
+        assert all(layer.act_quant.mode == "frozen" for layer in runner.layers.values())
+        if protocol.bn_after_calib:  # by hand: estimate, calibrate, estimate again
+            manual = quantize(copy.deepcopy(model), QuantSpec.uniform(2), (1, 1, 12, 12), bn="batch")
+            manual.estimate_bn(batches, 3, params).calibrate(batches, 2, params=params)
+            manual.estimate_bn(batches, 3, params)
+            for ours, theirs in zip(stats[True], bn_statistics(manual)):
+                torch.testing.assert_close(ours, theirs)
+    assert any(not torch.allclose(a, b) for a, b in zip(stats[False], stats[True]))
+    float_stats = []
+    for protocol in (plain, after):  # nothing to re-estimate without quantized activations
+        runner = quantize(copy.deepcopy(model), None, (1, 1, 12, 12), bn="batch")
+        protocol.apply(runner, params, batches)
+        float_stats.append(bn_statistics(runner))
+    for a, b in zip(*float_stats):
+        torch.testing.assert_close(a, b)
+    assert after.key() == plain.key() + "-bnafter" and "bnafter" not in plain.key()
+    assert "re-estimated under the frozen ranges" in after.describe()
+
+
 def test_ghn2_reproduces_the_per_batch_protocol(images):
     """ghn2 is what evaluation did before protocols existed: batch statistics, per-batch
     ranges, DataLoader batches of the test items."""

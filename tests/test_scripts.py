@@ -337,6 +337,12 @@ def test_curve_point_takes_the_tables_protocol(monkeypatch):
     assert (seen[0].bn_batches, seen[0].calib_batches, seen[0].calib_method) == (3, 2, "percentile")
     script.main(["ghn-fmnist", "--data", "synthetic", "--archs", "1", "--images", "20", "--bits", "4"])
     assert seen[1] == script.CURVE_PROTOCOL
+    script.main(["ghn-fmnist", "--data", "synthetic", "--archs", "1", "--images", "20", "--bits",
+                 "4", "--bn-after-calib"])
+    assert seen[2] == script.CURVE_PROTOCOL.replace(bn_after_calib=True)
+    script.main(["ghn-fmnist", "--data", "synthetic", "--archs", "1", "--images", "20", "--bits",
+                 "4", "--protocol", "ghn2"])
+    assert seen[3].name == "ghn2"
     with pytest.raises(ValueError, match="calib_batches must be >= 1"):
         script.main(["ghn-fmnist", "--data", "synthetic", "--calib-batches", "0"])
     with pytest.raises(SystemExit):
