@@ -14,7 +14,8 @@ architectures):
   evaluated too; its accuracies are cached in ``OUT/sgd-reference/`` and reused
   across GHN versions.
 - weight settings under ``calibrated`` on the test split, bits 8/4/2: per-tensor
-  weights, and first/last layers at 8 bits with per-channel and per-tensor weights.
+  weights, and first/last layers at 8 bits with per-channel and per-tensor weights
+  (``--no-settings-sgd`` leaves the SGD reference out of these blocks only).
 
 Every (job, architecture) is cached in ``OUT/cache/``, each method under a key of its
 own (a GHN's weights, an initializer's seed, the SGD recipe; every setting), so the
@@ -85,7 +86,7 @@ def make_jobs(args: argparse.Namespace) -> list[ResultJob]:
     if args.settings and "calibrated" in args.protocols:
         for per_channel, first_last in ((False, False), (True, True), (False, True)):
             jobs.append(ResultJob("test", calibrated, (8, 4, 2), per_channel, first_last,
-                                  sgd=args.sgd, images=images))
+                                  sgd=args.sgd and args.settings_sgd, images=images))
     return jobs
 
 
@@ -157,7 +158,8 @@ def machine(device: str) -> str:
     return f"{torch.get_num_threads()}-thread CPU {platform.machine()} (torch {torch.__version__})"
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line (``argv``, default ``sys.argv[1:]``) as parsed arguments."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ghn", type=ghn_arg, action="append", default=None,
                         metavar="NAME=CKPT",
@@ -180,6 +182,10 @@ def main() -> None:
                         help="skip the converged SGD reference")
     parser.add_argument("--no-settings", dest="settings", action="store_false",
                         help="skip the per-tensor / first-last-8-bit blocks")
+    parser.add_argument("--no-settings-sgd", dest="settings_sgd", action="store_false",
+                        help="skip the SGD reference in the per-tensor / first-last-8-bit "
+                             "blocks only (its trained weights are not kept in the repository, "
+                             "so new settings would train it again)")
     parser.add_argument("--sgd-max-epochs", type=int, default=SGDRecipe.max_epochs)
     parser.add_argument("--sgd-patience", type=int, default=SGDRecipe.patience)
     parser.add_argument("--device", default="cpu")
@@ -195,7 +201,11 @@ def main() -> None:
                              "(default: this process's device)")
     parser.add_argument("--sgd-models", default="results/sgd-models",
                         help="where trained reference weights are kept (not committed)")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def main() -> None:
+    args = parse_args()
     k, n = args.shard
     started = time.perf_counter()
     ghns = {name: GHN.load_any(ckpt) for name, ckpt in (args.ghn or SHIPPED.items())}

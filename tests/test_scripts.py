@@ -147,6 +147,25 @@ def test_results_script_resumes_and_writes_every_table(tmp_path):
     assert bad.returncode == 2 and "--protocols takes a comma-separated subset" in bad.stderr
 
 
+def test_results_script_jobs_leave_sgd_out_of_the_settings_blocks_on_request():
+    script = load("results_fmnist")
+
+    def jobs(*flags):
+        return script.make_jobs(script.parse_args(["--splits", "test,wide", *flags]))
+
+    every = jobs()
+    assert [(j.split, j.protocol.name, j.setting, j.sgd) for j in every] == [
+        ("test", "calibrated", "per-channel", True), ("wide", "calibrated", "per-channel", False),
+        ("test", "ghn2", "per-channel", True), ("wide", "ghn2", "per-channel", False),
+        ("test", "calibrated", "per-tensor", True),
+        ("test", "calibrated", "per-channel+first-last-8bit", True),
+        ("test", "calibrated", "per-tensor+first-last-8bit", True)]
+    without = jobs("--no-settings-sgd")
+    assert [j.sgd for j in without] == [True, False, True, False, False, False, False]
+    assert [j.sgd for j in jobs("--no-sgd")] == [False] * 7
+    assert len(jobs("--no-settings")) == 4
+
+
 @needs_fmnist
 def test_protocol_batches_prints_its_table():
     text = load("protocol_batches").main(["--archs", "1", "--images", "64", "--pairs", "2/1"])
