@@ -366,6 +366,8 @@ def test_curve_point_takes_the_tables_protocol(monkeypatch):
         script.main(["ghn-fmnist", "--data", "synthetic", "--calib-batches", "0"])
     with pytest.raises(SystemExit):
         script.main(["ghn-fmnist", "--data", "synthetic", "--calib-method", "median"])
+    with pytest.raises(SystemExit):
+        script.main(["ghn-fmnist", "--data", "synthetic", "--protocol", "fast"])
 
 
 def test_export_ghn_records_every_training_phase(graphs, tmp_path):
