@@ -8,6 +8,14 @@ steps, global clip 2, seed 3, architectures of ``--graphs``); an arm adds its ow
 recipe the shipped GHN-QAT was trained with) and each single-change arm; ``all``
 combines them. Differences are taken to the float GHN the arms start from.
 
+Suite ``train-bn``: both arms start from the float GHN with the shipped GHN-QAT's
+campaign recipe (:data:`CAMPAIGN_BASE`: AdamW at 3e-5, bits 32:1,8:1,4:2,2:1, ranges
+calibrated on 128 images each step, seed 4) and differ in how the networks normalise
+in training: each batch's own statistics (``batch``, the shipped recipe) or BN
+statistics estimated on the range images with the ranges frozen after them, as the
+``calibrated`` protocol deploys the networks (``calibrated``, ``--train-bn
+calibrated``); differences are taken to ``batch``.
+
 Suite ``ghn2-fidelity``: float GHNs trained from scratch (AdamW at 1e-3, 50 warm-up
 steps, clip 5, seed 3) with this library's output ranges and message MLPs
 (``library``) or with one of GHN-2's reference choices (:data:`FIDELITY_ARMS`: biases
@@ -85,6 +93,12 @@ ARMS = {
     "all+calib+w4-heavy": "--bits 32:1,8:1,4:4,2:1 --seed-bits --collapse-guard "
                           "--net-grad-clip 5 --range-images 128",
 }
+#: The shipped GHN-QAT's recipe from today's float GHN (its ``training_settings``),
+#: without the DARTS-cell mixture: the networks' normalisation in training changes.
+CAMPAIGN_BASE = ("--lr 3e-5 --warmup 30 --grad-clip 2 --seed 4 --meta-batch 8 --batch-size 64 "
+                 "--bits 32:1,8:1,4:2,2:1 --seed-bits --collapse-guard --net-grad-clip 5 "
+                 "--range-images 128 --log-every 10 --ckpt-every 50")
+TRAIN_BN_ARMS = {"batch": "--train-bn batch", "calibrated": "--train-bn calibrated"}
 #: Float training from scratch, common to every GHN-2 fidelity arm.
 FLOAT_BASE = ("--lr 1e-3 --warmup 50 --grad-clip 5 --seed 3 --meta-batch 8 --batch-size 64 "
               "--log-every 10 --ckpt-every 50")
@@ -102,19 +116,23 @@ BITS = (32, 8, 4, 2)
 
 @dataclass(frozen=True)
 class Suite:
-    """A family of arms: common flags, each arm's own, and what differences are taken to
-    (``reference``: an arm's name, or ``None`` for the GHN the arms start from)."""
+    """A family of arms: common flags, each arm's own, what differences are taken to
+    (``reference``: an arm's name, or ``None`` for the GHN the arms start from) and
+    whether the arms start from ``--init`` (which is then evaluated too)."""
 
     title: str
     base: str
     arms: dict[str, str]
     reference: str | None
+    from_init: bool = True
 
 
 SUITES = {
     "qat": Suite("GHN-QAT A/B", BASE, ARMS, None),
+    "train-bn": Suite("GHN-QAT normalisation in training A/B", CAMPAIGN_BASE, TRAIN_BN_ARMS,
+                      "batch"),
     "ghn2-fidelity": Suite("GHN-2 fidelity A/B (float, from scratch)", FLOAT_BASE,
-                           FIDELITY_ARMS, "library"),
+                           FIDELITY_ARMS, "library", from_init=False),
 }
 
 
@@ -126,7 +144,7 @@ def arm_config(name: str, args: argparse.Namespace):
     flags = shlex.split(f"{suite.base} {suite.arms[name]}") + [
         "--graphs", args.graphs, "--num-archs", str(args.num_archs), "--steps", str(args.steps),
         "--out", str(args.out / "runs" / name), "--device", args.device]
-    if suite.reference is None:
+    if suite.from_init:
         flags += ["--init-ckpt", args.init]
     if args.data_root:
         flags += ["--data-root", args.data_root]
@@ -228,13 +246,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--suite", choices=list(SUITES), default="qat",
-                        help="qat: GHN-QAT recipes from a float GHN; ghn2-fidelity: float "
-                             "GHNs from scratch with GHN-2's reference output ranges")
+                        help="qat: GHN-QAT recipes from a float GHN; train-bn: GHN-QAT with "
+                             "batch or deployed (calibrated) BN statistics in training; "
+                             "ghn2-fidelity: float GHNs from scratch with GHN-2's reference "
+                             "output ranges")
     parser.add_argument("--arms", default=None,
                         help="comma-separated arms (default: all of the suite)")
     parser.add_argument("--steps", type=int, default=600, help="training steps of every arm")
     parser.add_argument("--init", default=str(PRETRAINED_DIR / "ghn-fmnist.pt"),
-                        help="suite qat: the float GHN every arm starts from")
+                        help="suites qat and train-bn: the float GHN every arm starts from")
     parser.add_argument("--graphs", default="graphs/efficient-fmnist-10k",
                         help="training architectures (built if missing)")
     parser.add_argument("--num-archs", type=int, default=10000)
@@ -283,7 +303,7 @@ def main(argv: list[str] | None = None) -> None:
     archs = ModuleArchs(val_models(args.val_archs), (1, 28, 28))
     images = load_images("fashion-mnist", "val", args.data_root)
     train = load_images("fashion-mnist", "train", args.data_root)
-    ghns = {FLOAT: GHN.load(args.init)} if suite.reference is None else {}
+    ghns = {FLOAT: GHN.load(args.init)} if suite.from_init else {}
     ghns.update({name: GHN.load(path) for name, path in checkpoints.items()})
     rows = []
     for name, ghn in ghns.items():
@@ -296,7 +316,7 @@ def main(argv: list[str] | None = None) -> None:
                                     first_last_8bit=True)]
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "CPU"
     reference = suite.reference or FLOAT
-    start_text = f" from `{Path(args.init).name}`" if suite.reference is None else ""
+    start_text = f" from `{Path(args.init).name}`" if suite.from_init else ""
     text = (f"# {suite.title}: {args.steps} steps{start_text}\n\n"
             f"{args.val_archs} validation architectures, {args.images} validation images, "
             f"protocol `calibrated` ({args.bn_batches} BN + {args.calib_batches} calibration "

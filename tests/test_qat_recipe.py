@@ -4,13 +4,16 @@ clipping, float networks and sampling weights in the bit mix, per-bit metrics.""
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import json
+import math
 import random
 
 import pytest
 import torch
 from torch import nn
+from torch_geometric.data import Batch
 
 from ghn_pyg.data import ArchGraphDataset
 from ghn_pyg.graph.tracer import trace
@@ -202,6 +205,58 @@ def test_range_images_calibrate_activation_ranges_each_step(efficient, tmp_path)
                for q in r.layers.values())
     with pytest.raises(ValueError, match="range_images must be >= 0"):
         TrainConfig(range_images=-1)
+
+
+def test_train_bn_calibrated_trains_the_networks_as_the_calibrated_protocol_deploys_them(
+        efficient, tmp_path):
+    """The step's loss is what the networks give with BN statistics and frozen ranges from
+    the range images (the GHN's predictions before the step), not with batch statistics."""
+    trainer = Trainer(efficient_config(efficient, tmp_path, bits=(4,), data="synthetic",
+                                       meta_batch=2, batch_size=16, range_images=32,
+                                       train_bn="calibrated"))
+    trainer.arch_sampler.indices = lambda step: [0, 1]
+    ghn_before = copy.deepcopy(trainer.ghn)
+    loss = trainer.train_step()["loss"]
+    runners = [trainer._runners[0], trainer._runners[1]]
+    assert all(r.bn == "running" and r.batch_norms() for r in runners)
+    assert all(q.act_quant.mode == "frozen" for r in runners for q in r.layers.values())
+    images, labels = trainer.image_batcher.batch(0)
+    with torch.no_grad():
+        predicted = ghn_before(Batch.from_data_list([r.graph for r in runners]))
+        deployed = [nn.functional.cross_entropy(r(images, p), labels)
+                    for r, p in zip(runners, predicted)]
+        batch_stats = [nn.functional.cross_entropy(r.set_bn("batch")(images, p), labels)
+                       for r, p in zip(runners, predicted)]
+    assert loss == pytest.approx(float(torch.stack(deployed).mean()), rel=1e-4)
+    assert loss != pytest.approx(float(torch.stack(batch_stats).mean()), rel=1e-4)
+    # one network twice in a step: the second estimate must not break the first's backward
+    trainer.arch_sampler.indices = lambda step: [0, 0]
+    assert math.isfinite(trainer.train_step()["grad_norm"])
+    with pytest.raises(ValueError, match="set range_images >= 1"):
+        TrainConfig(train_bn="calibrated")
+    with pytest.raises(ValueError, match="train_bn: 'eval' not one of batch, calibrated"):
+        TrainConfig(train_bn="eval", range_images=8)
+
+
+def test_collapse_guard_under_running_statistics_detaches_channels_of_no_running_variance():
+    torch.manual_seed(0)
+    bn = nn.BatchNorm2d(3).eval()
+    bn.running_var[1] = 0.0  # a channel quantization collapsed when the statistics were taken
+    runner = quantize(nn.Sequential(nn.Conv2d(1, 3, 1), bn), None, (1, 1, 4, 4), bn="running")
+    x = torch.randn(8, 1, 4, 4)
+
+    def conv_weight_grad(guard: bool) -> torch.Tensor:
+        runner.set_collapse_guard(guard)
+        runner.module.zero_grad()
+        runner(x).square().sum().backward()
+        return next(runner.parameters()).grad.flatten().clone()
+    guarded, unguarded = conv_weight_grad(True), conv_weight_grad(False)
+    assert guarded[1] == 0 and unguarded[1].abs() > 100 * unguarded[0].abs()
+    assert torch.equal(guarded[[0, 2]], unguarded[[0, 2]])
+    variance = torch.tensor([1.0, 0.0])
+    y = torch.randn(4, 2, requires_grad=True)
+    detach_collapsed_channels(y, 1e-5, variance).sum().backward()
+    assert (y.grad[:, 1] == 0).all() and (y.grad[:, 0] == 1).all()
 
 
 def test_runners_are_cached_per_architecture_without_their_parameters(efficient, tmp_path):

@@ -218,6 +218,23 @@ def test_fidelity_suite_trains_float_arms_against_its_reference_arm(tmp_path):
     assert saved["config"]["bits"] == []
 
 
+def test_train_bn_suite_starts_both_arms_from_the_float_ghn_against_batch(tmp_path):
+    fake_fmnist(tmp_path, 600)
+    out = tmp_path / "train-bn"
+    bad = run_qat_ab(tmp_path, out, "--suite", "train-bn", "--arms", "calibrated")
+    assert bad.returncode == 2 and "needs its reference arm 'batch'" in bad.stderr
+    done = run_qat_ab(tmp_path, out, "--suite", "train-bn", "--arms", "batch,calibrated")
+    assert done.returncode == 0, done.stderr[-2000:]
+    table = (out / "ab.md").read_text()
+    assert "difference to `batch`" in table and "| float GHN (start) |" in table
+    assert "| calibrated " in table and "`calibrated`: `--train-bn calibrated`" in table
+    saved = {arm: torch.load(out / "runs" / arm / "last.pt", weights_only=True)["config"]
+             for arm in ("batch", "calibrated")}
+    assert [saved[a]["train_bn"] for a in ("batch", "calibrated")] == ["batch", "calibrated"]
+    assert all(c["init_ckpt"] and c["range_images"] == 128 and c["lr"] == 3e-5
+               for c in saved.values())
+
+
 def test_probe_gradients_prints_per_layer_and_summary(tmp_path, capsys):
     fake_fmnist(tmp_path, 100)
     args = ["--graphs", str(tmp_path / "graphs"), "--num-archs", "2", "--bits", "8,2",

@@ -64,27 +64,34 @@ def _update_running_stats(bn: nn.modules.batchnorm._BatchNorm, mean: Tensor, var
     bn.running_var.lerp_(var.detach() * count / max(count - 1, 1), momentum)
 
 
-def detach_collapsed_channels(x: Tensor, threshold: float) -> Tensor:
-    r"""``x`` with the channels whose batch variance is at most ``threshold`` detached.
+def detach_collapsed_channels(x: Tensor, threshold: float,
+                              variance: Tensor | None = None) -> Tensor:
+    r"""``x`` with the channels whose variance is at most ``threshold`` detached.
 
     Batch norm scales a channel's gradient by :math:`\gamma / \sqrt{\sigma^2 + \epsilon}`.
     A channel that low-bit activation quantization collapsed to a constant
     (:math:`\sigma^2 \approx 0`) therefore multiplies its gradient by up to
     :math:`1 / \sqrt{\epsilon} \approx 316`, layer after layer, while the quantized
     network does not respond to small changes of that channel at all. Detaching such
-    channels leaves the forward values unchanged and stops that gradient.
+    channels leaves the forward values unchanged and stops that gradient. A batch norm
+    that normalises with running statistics divides by those instead: pass them as
+    ``variance``.
 
     Args:
         x: [B, C, ...] batch-norm input.
         threshold: largest variance counted as collapsed.
+        variance: [C] the variance the norm divides by (default: ``x``'s batch variance).
 
     Returns:
         A tensor equal to ``x``.
     """
-    dims = [d for d in range(x.dim()) if d != 1]
-    with torch.no_grad():  # two passes: as accurate as Tensor.var, several times faster on CPU
-        centred = x - x.mean(dims, keepdim=True)
-        collapsed = centred.square_().mean(dims) <= threshold
+    if variance is not None:
+        collapsed = variance.detach() <= threshold
+    else:
+        dims = [d for d in range(x.dim()) if d != 1]
+        with torch.no_grad():  # two passes: as accurate as Tensor.var, several times faster on CPU
+            centred = x - x.mean(dims, keepdim=True)
+            collapsed = centred.square_().mean(dims) <= threshold
     if x.device.type == "cpu" and not bool(collapsed.any()):
         return x  # on an accelerator, no host synchronisation: the select below is exact
     shape = [1] * x.dim()
@@ -102,8 +109,9 @@ class BatchNormRunner(nn.Module):
     protocol for predicted parameters) or the running ones (``"running"``, for trained
     models); ``"update"`` normalises with batch statistics and updates ``bn``'s running
     statistics as ``nn.BatchNorm`` does in training (quantization-aware training).
-    With ``collapse_guard`` set, channels whose batch variance is at most ``eps`` pass
-    no gradient to the input (:func:`detach_collapsed_channels`); outputs are unchanged.
+    With ``collapse_guard`` set, channels whose variance (the batch's, or in
+    ``"running"`` mode the running one) is at most ``eps`` pass no gradient to the
+    input (:func:`detach_collapsed_channels`); outputs are unchanged.
 
     Args:
         bn: the original ``nn.BatchNorm{1,2}d``; its ``weight``/``bias`` are shared.
@@ -129,13 +137,17 @@ class BatchNormRunner(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         bn = self._bn[0]
         use_running = _uses_running_stats(bn, self.mode)
-        if self.collapse_guard and not use_running and x.requires_grad:
-            x = detach_collapsed_channels(x, bn.eps)
+        if self.collapse_guard and x.requires_grad:
+            x = detach_collapsed_channels(x, bn.eps, bn.running_var if use_running else None)
         track = use_running or _updates_running_stats(bn, self.mode)
         momentum = _next_momentum(bn) if track and not use_running else 0.0
-        return F.batch_norm(x, bn.running_mean if track else None,
-                            bn.running_var if track else None, self.weight, self.bias,
-                            training=not use_running, momentum=momentum, eps=bn.eps)
+        mean, var = (bn.running_mean, bn.running_var) if track else (None, None)
+        if use_running and x.requires_grad:
+            # autograd keeps them for the backward: copies, so that re-estimating the
+            # statistics before it (a network used twice in a step) cannot invalidate it
+            mean, var = mean.clone(), var.clone()
+        return F.batch_norm(x, mean, var, self.weight, self.bias, training=not use_running,
+                            momentum=momentum, eps=bn.eps)
 
     def extra_repr(self) -> str:
         return f"mode={self.mode}"

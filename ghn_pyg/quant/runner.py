@@ -109,7 +109,8 @@ class QuantizedModel(nn.Module):
 
     def set_collapse_guard(self, enabled: bool = True) -> "QuantizedModel":
         r"""Stop the gradient through batch-norm channels that quantization collapsed to a
-        constant (batch variance at most the norm's ``eps``); returns self.
+        constant (variance at most the norm's ``eps``: the batch's, or the running one
+        in ``"running"`` mode); returns self.
 
         Such a channel multiplies its gradient by up to :math:`1/\sqrt{\epsilon}` in
         every batch norm it crosses while the quantized network does not respond to it,

@@ -21,7 +21,7 @@ __all__ = ["TrainConfig", "load_config", "add_config_arguments", "config_from_ar
 #: What a run saved before these settings existed was trained with.
 LEGACY_SETTINGS: dict[str, Any] = {"bit_weights": [], "seed_bits": False,
                                    "collapse_guard": False, "net_grad_clip": 0.0,
-                                   "range_images": 0}
+                                   "range_images": 0, "train_bn": "batch"}
 
 #: Settings a resumed run may change; every other one must match the checkpoint's.
 #: ``meta_batch`` only with the number of processes, so that the networks per step
@@ -56,7 +56,11 @@ class TrainConfig:
     instead), ``first_last_8bit``, ``collapse_guard`` (no gradient through batch-norm
     channels that quantization collapsed to a constant), ``range_images`` (activation
     ranges calibrated each step on that many other training images; 0: each batch's
-    own range); ``init_ckpt`` starts from a
+    own range), ``train_bn`` (``"batch"``: networks normalise with each training batch's
+    statistics; ``"calibrated"``: each step, as the calibrated evaluation protocol deploys
+    them, BN statistics are estimated on the ``range_images`` images, then the ranges are
+    calibrated and frozen, and the training batch is normalised with those statistics);
+    ``init_ckpt`` starts from a
     float GHN, whose untrained bit embeddings start as copies of its nearest trained
     one with ``seed_bits``. Run: ``out`` folder,
     ``ckpt_every`` steps, ``seed``, ``device`` (auto, cpu, cuda), ``amp`` (bfloat16 autocast),
@@ -115,6 +119,7 @@ class TrainConfig:
     collapse_guard: bool = True
     net_grad_clip: float = 5.0
     range_images: int = 0
+    train_bn: str = "batch"
     out: str = "runs/ghn"
     ckpt_every: int = 200
     seed: int = 0
@@ -169,7 +174,7 @@ class TrainConfig:
             raise ValueError(f"grad_clip must be > 0 and net_grad_clip >= 0, got "
                              f"{self.grad_clip} and {self.net_grad_clip}")
         choices = {"optimizer": ("adam", "adamw"), "schedule": ("cosine", "step"),
-                   "device": ("auto", "cpu", "cuda")}
+                   "device": ("auto", "cpu", "cuda"), "train_bn": ("batch", "calibrated")}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed and not (key == "device"
                                                            and str(self.device).startswith("cuda:")):
@@ -186,6 +191,10 @@ class TrainConfig:
         for key in ("bias_range", "bias_slope", "norm_slope"):
             if not getattr(self, key) > 0:
                 raise ValueError(f"{key} must be > 0, got {getattr(self, key)}")
+        if self.train_bn == "calibrated" and self.range_images < 1:
+            raise ValueError("train_bn 'calibrated' estimates BN statistics and activation "
+                             "ranges on range_images images each step: set range_images >= 1, "
+                             "e.g. 128")
         if not self.time_limit >= 0:
             raise ValueError(f"time_limit must be >= 0 minutes (0: none), got {self.time_limit}")
         if not self.lr > 0 or self.weight_decay < 0:
@@ -314,6 +323,10 @@ HELP: dict[str, str] = {
     "range_images": "GHN-QAT: calibrate activation ranges each step on this many other "
     "training images (min/max, like the calibrated evaluation) instead of each batch's own "
     "range (0)",
+    "train_bn": "batch: normalise each training batch with its own statistics; calibrated: "
+    "each step, estimate BN statistics on the --range-images images, calibrate and freeze "
+    "the ranges, and normalise with those statistics, as the calibrated evaluation deploys "
+    "the networks",
     "net_grad_clip": "clip each network's gradient w.r.t. its predicted parameters to this "
     "norm before it reaches the GHN, so no single network dominates a step (default 5; 0: "
     "off)",

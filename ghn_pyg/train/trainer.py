@@ -32,6 +32,7 @@ from . import distributed
 from .config import GHN_SETTINGS, TrainConfig
 from .curve import LearningCurve, plot_curve
 from .parallel import NetworkPool, resolve_net_threads
+from .protocol import EvalProtocol
 from .sampling import ArchSampler, ImageBatcher, MixtureSampler, draw_bits, network_bits
 
 __all__ = ["Trainer", "NonFiniteLossError", "RunExistsError", "TRAIN_FORMAT",
@@ -124,6 +125,9 @@ class Trainer:
                                           self.world)
         self.range_batcher = ImageBatcher(self.images, cfg.range_images, cfg.seed + 7, self.rank,
                                           self.world) if cfg.range_images else None
+        # train_bn "calibrated": the calibrated protocol's deployment, on one batch
+        self._deployment = EvalProtocol("calibrated", bn_batches=1, calib_batches=1,
+                                        batch_size=max(cfg.range_images, 1))
         self.step = 0
         self.nan_skips = 0
         self._consecutive_nan = 0
@@ -316,10 +320,16 @@ class Trainer:
 
         With ``calibration`` images (``range_images``), a quantized network's activation
         ranges are first fixed from them (min/max, as the ``calibrated`` evaluation
-        protocol does) instead of each training batch's own range.
+        protocol does) instead of each training batch's own range. With ``train_bn``
+        ``"calibrated"`` every network is first set up as that protocol deploys it
+        (:meth:`EvalProtocol.apply`: BN statistics estimated on them, then the ranges
+        frozen) and normalises the training batch with those statistics.
         """
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.amp):
-            if calibration is not None and network_bits(runner.graph) < 32:
+            if calibration is not None and self.config.train_bn == "calibrated":
+                with record_function("step: BN and range calibration"):
+                    self._deployment.apply(runner, params, [calibration])
+            elif calibration is not None and network_bits(runner.graph) < 32:
                 with record_function("step: range calibration"):
                     # calibrate() runs without autograd; tensors that require grad skip
                     # its check for NaN in loaded parameters (a kernel per tensor and a
@@ -500,7 +510,8 @@ class Trainer:
                  "data", "hid", "gnn", "T", "s_max", "max_shape", "message_relu", "bias_range",
                  "bias_slope", "norm_slope", "batch_size",
                  "seed", "bits", "bit_weights", "mixed", "first_last_8bit", "optimizer",
-                 "schedule", "collapse_guard", "net_grad_clip", "range_images", "mix_weights")
+                 "schedule", "collapse_guard", "net_grad_clip", "range_images", "mix_weights",
+                 "train_bn")
         diff = [f"{k}: checkpoint {theirs[k]!r}, now {ours[k]!r}" for k in fixed if theirs[k] != ours[k]]
         # The networks of a step may be split over other processes: the same slots of the
         # architecture draw (see train.sampling), meta_batch per process.
