@@ -127,7 +127,8 @@ class Trainer:
                                           self.world) if cfg.range_images else None
         # train_bn "calibrated": the calibrated protocol's deployment, on one batch
         self._deployment = EvalProtocol("calibrated", bn_batches=1, calib_batches=1,
-                                        batch_size=max(cfg.range_images, 1))
+                                        batch_size=cfg.range_images) \
+            if cfg.train_bn == "calibrated" else None
         self.step = 0
         self.nan_skips = 0
         self._consecutive_nan = 0
@@ -326,7 +327,7 @@ class Trainer:
         frozen) and normalises the training batch with those statistics.
         """
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.amp):
-            if calibration is not None and self.config.train_bn == "calibrated":
+            if calibration is not None and self._deployment is not None:
                 with record_function("step: BN and range calibration"):
                     self._deployment.apply(runner, params, [calibration])
             elif calibration is not None and network_bits(runner.graph) < 32:
