@@ -11,7 +11,7 @@ from torch import nn
 
 from ghn_pyg.cli import main
 from ghn_pyg.inits import init_params, register_initializer
-from ghn_pyg.study.init_study import PRESETS, StudyConfig
+from ghn_pyg.study.init_study import PRESETS, StudyConfig, bn_family_table
 
 
 def test_smoke_preset_end_to_end_and_resume(tmp_path, capsys):
@@ -30,6 +30,7 @@ def test_smoke_preset_end_to_end_and_resume(tmp_path, capsys):
     summary = (out / "summary.md").read_text()
     assert "## Top-1 per initializer" in summary and "| he_normal " in summary
     assert "## QAT from each starting point" in summary and "| ghn-qat " in summary
+    assert "## Block families with batch norm" in summary  # plain and dwsep have BN
     qat_rows = list(csv.DictReader((out / "qat.csv").open()))
     assert [(r["init"], r["epoch"]) for r in qat_rows] == [("ghn-qat", "0"), ("ghn-qat", "1"),
                                                            ("he_normal", "0"), ("he_normal", "1")]
@@ -80,3 +81,23 @@ def test_bad_names_are_clear(tmp_path):
         StudyConfig(families=("transformer",)).validate()
     assert main(["init-study", "--inits", "nope", "--data", "synthetic",
                  "--out", str(tmp_path)]) == 2
+
+
+def test_bn_family_table_averages_only_the_families_with_batch_norm(tmp_path):
+    path = tmp_path / "runs.csv"
+    fields = ["family", "init", "seed", "setting", "start_fp32", "end_fp32", "accuracy", "drop"]
+    runs = [("plain", "he", 0, "W4A4", 0.1, 0.8, 0.6), ("residual", "he", 0, "W4A4", 0.1, 0.6, 0.5),
+            ("plain_nobn", "he", 0, "W4A4", 0.1, 0.2, 0.2), ("plain", "he", 0, "W8A8", 0.1, 0.8, 0.8),
+            ("plain", "ghn", 0, "W4A4", 0.7, 0.9, 0.5)]
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(fields)
+        writer.writerows([*run, run[5] - run[6]] for run in runs)
+    lines = bn_family_table(path, "W4A4").splitlines()
+    assert lines[0].split("|")[1:-1] == [" init ", " runs ", " start ", " trained FP32 ", " W4A4 ",
+                                         " W4A4 drop "]
+    cells = [[c.strip() for c in line.split("|")[1:-1]] for line in lines[2:]]
+    assert cells == [["he", "2", "10.0", "70.0", "55.0", "15.0"],
+                     ["ghn", "1", "70.0", "90.0", "50.0", "40.0"]]
+    with pytest.raises(ValueError, match="no run of a block family with batch norm at W2A2"):
+        bn_family_table(path, "W2A2")

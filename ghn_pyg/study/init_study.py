@@ -33,7 +33,7 @@ from ..train.evaluate import top1
 from ..train.sgd import sgd_train
 from .qat import GHN_INITS, check_start, initial_params
 
-__all__ = ["StudyConfig", "PRESETS", "run_study", "study_table", "GHN_INITS"]
+__all__ = ["StudyConfig", "PRESETS", "run_study", "study_table", "bn_family_table", "GHN_INITS"]
 
 _SETTINGS: tuple[tuple[int, int], ...] = ((8, 8), (4, 4), (2, 2), (8, 32))
 _FIELDS = ["family", "init", "seed", "setting", "start_fp32", "end_fp32", "accuracy", "drop",
@@ -262,6 +262,33 @@ def init_summary_table(path: str | Path) -> str:
     return markdown_table(["init", "start FP32", "trained FP32"] + settings, table)
 
 
+def bn_family_table(path: str | Path, setting: str = "W4A4") -> str:
+    """Markdown: per initializer, the mean over the runs of the block families with batch
+    norm (:data:`~ghn_pyg.spaces.blocks.FAMILIES`) of top-1 (%) at the start, after float
+    training and at ``setting``, and the drop at ``setting`` (points).
+
+    Raises:
+        ValueError: ``path`` has no run of a BN family at ``setting``.
+    """
+    rows = [r for r in csv.DictReader(Path(path).open())
+            if r["setting"] == setting and _with_bn(r["family"])]
+    if not rows:
+        raise ValueError(f"{path} has no run of a block family with batch norm at {setting}")
+    table = []
+    for init in dict.fromkeys(r["init"] for r in rows):
+        mine = [r for r in rows if r["init"] == init]
+        means = [statistics.fmean(100 * float(r[key]) for r in mine)
+                 for key in ("start_fp32", "end_fp32", "accuracy", "drop")]
+        table.append([init, str(len(mine))] + [f"{m:.1f}" for m in means])
+    return markdown_table(["init", "runs", "start", "trained FP32", setting, f"{setting} drop"],
+                          table)
+
+
+def _with_bn(family: str) -> bool:
+    """Whether ``family`` is a block family with batch norm."""
+    return family in FAMILIES and FAMILIES[family][1]
+
+
 def _mean_std(values: Sequence[float]) -> str:
     spread = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{100 * statistics.fmean(values):.1f} ± {100 * spread:.1f}"
@@ -286,6 +313,9 @@ def write_report(path: str | Path, out: str | Path, qat_path: str | Path | None 
     text = ["# Initialization study", "",
             "## Top-1 per initializer (%, mean ± std over families and seeds)", "",
             init_summary_table(path), ""]
+    if any(_with_bn(r["family"]) and r["setting"] == "W4A4" for r in rows):
+        text += ["## Block families with batch norm (top-1 %, mean over their runs)", "",
+                 bn_family_table(path, "W4A4"), ""]
     for setting in settings:
         text += [f"## Accuracy drop at {setting} (points, mean ± std over seeds)", "",
                  study_table(path, setting), ""]
