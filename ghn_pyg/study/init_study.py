@@ -267,6 +267,13 @@ def bn_family_table(path: str | Path, setting: str = "W4A4") -> str:
     norm (:data:`~ghn_pyg.spaces.blocks.FAMILIES`) of top-1 (%) at the start, after float
     training and at ``setting``, and the drop at ``setting`` (points).
 
+    Args:
+        path: ``runs.csv`` of the study.
+        setting: a quantization setting of the runs (``W8A8``, ``W4A4``, ...).
+
+    Returns:
+        The table: one row per initializer, with its number of runs.
+
     Raises:
         ValueError: ``path`` has no run of a BN family at ``setting``.
     """
