@@ -11,7 +11,8 @@ from torch import nn
 from ghn_pyg.cli import main
 from ghn_pyg.data import load_images
 from ghn_pyg.spaces import get_space
-from ghn_pyg.study.qat import QATHistory, initial_params, qat_train
+from ghn_pyg.inits import load_params
+from ghn_pyg.study.qat import QATHistory, initial_params, qat_train, rescale_before_batch_norm
 from ghn_pyg.study.qat_study import epochs_to_reference, qat_table, run_qat_study
 
 
@@ -51,6 +52,45 @@ def test_ghn_starts_condition_on_the_bits():
     assert any(not torch.equal(w4[k], w2[k]) for k in w4)
     float_ghn = [initial_params("ghn", module, (1, 28, 28), bits=b) for b in (4, 2)]
     assert all(torch.equal(float_ghn[0][k], float_ghn[1][k]) for k in w4)  # trained on 32 only
+
+
+def test_he_scaled_ghn_start_keeps_the_function_and_rescales_only_weights_feeding_bn():
+    space = get_space("efficient")
+    module = space.build(space.sample(__import__("random").Random(0)), 1, 10)
+    ghn_qat = initial_params("ghn-qat", module, (1, 28, 28), bits=4)
+    scaled = initial_params("ghn-qat-he-scale", module, (1, 28, 28), bits=4)
+    assert set(scaled) == set(ghn_qat)
+    feeding_bn = {n for n, m in module.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))
+                  and not torch.equal(scaled[f"{n}.weight"], ghn_qat[f"{n}.weight"])}
+    assert feeding_bn  # the efficient space puts BN after its convs
+    for name in feeding_bn:
+        weight = scaled[f"{name}.weight"]
+        assert abs(float(weight.std()) / (2 / weight[0].numel()) ** 0.5 - 1) < 1e-4
+    classifier = [n for n, m in module.named_modules() if isinstance(m, nn.Linear)][-1]
+    assert classifier not in feeding_bn
+    assert all(torch.equal(scaled[k], ghn_qat[k]) for k in ghn_qat
+               if k.rsplit(".", 1)[0] not in feeding_bn)
+    x = torch.randn(16, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    outputs = []
+    for params in (ghn_qat, scaled):
+        net = __import__("copy").deepcopy(module).train()  # batch statistics
+        load_params(net, params)
+        with torch.no_grad():
+            outputs.append(net(x))
+    assert torch.allclose(outputs[0], outputs[1], atol=1e-3, rtol=1e-3)
+
+
+def test_rescale_leaves_a_network_without_bn_unchanged():
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 26 * 26, 10))
+    params = {n: p.detach() * 3 for n, p in net.named_parameters()}
+    assert all(torch.equal(params[k], v)
+               for k, v in rescale_before_batch_norm(net, params).items())
+    bn_net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4))
+    params = {n: p.detach() * 3 for n, p in bn_net.named_parameters()}
+    out = rescale_before_batch_norm(bn_net, params)
+    assert torch.allclose(out["0.bias"] / params["0.bias"],
+                          torch.full((4,), float(out["0.weight"].std() / params["0.weight"].std())))
+    assert torch.equal(out["1.weight"], params["1.weight"])
 
 
 def test_epochs_to_target():
@@ -98,6 +138,8 @@ def test_qat_bad_inputs(images):
         qat_train(small_net(), "he", train, test, bits=32, progress=False)
     with pytest.raises(ValueError, match="unknown initialization 'nope'"):
         qat_train(small_net(), "nope", train, test, progress=False)
+    with pytest.raises(ValueError, match="unknown initialization 'he-he-scale'"):
+        qat_train(small_net(), "he-he-scale", train, test, progress=False)
 
 
 def test_qat_cli(tmp_path, capsys):

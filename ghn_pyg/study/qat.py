@@ -13,6 +13,7 @@ ranges), SGD with momentum on a cosine schedule. Top-1 is recorded before traini
 from __future__ import annotations
 
 import copy
+from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Sequence
@@ -21,6 +22,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from ..graph.tracer import fx_graph
 from ..inits import ALIASES, INITIALIZERS, init_params, load_params, seeded
 from ..quant.runner import quantize
 from ..graph.bits import FLOAT_BITS, bits_label
@@ -28,16 +30,21 @@ from ..quant.spec import QuantSpec
 from ..train.evaluate import top1
 from ..train.sgd import sgd_loop
 
-__all__ = ["GHN_INITS", "QATHistory", "initial_params", "qat_train", "start_names", "check_start"]
+__all__ = ["GHN_INITS", "HE_SCALED_GHN_INITS", "QATHistory", "initial_params", "qat_train",
+           "start_names", "check_start", "rescale_before_batch_norm"]
 
 #: Starting points predicted by a shipped GHN instead of drawn at random.
 GHN_INITS = {"ghn": "ghn-fmnist", "ghn-qat": "ghn-qat-fmnist"}
+#: A GHN's prediction with every weight that feeds a batch norm rescaled to He normal's
+#: standard deviation (:func:`rescale_before_batch_norm`): the same network function
+#: under batch statistics, a larger effective SGD step.
+HE_SCALED_GHN_INITS = {f"{name}-he-scale": name for name in GHN_INITS}
 
 
 def start_names() -> list[str]:
     """Every starting point :func:`initial_params` accepts (plus
     :data:`~ghn_pyg.inits.ALIASES`)."""
-    return list(INITIALIZERS) + list(GHN_INITS)
+    return list(INITIALIZERS) + list(GHN_INITS) + list(HE_SCALED_GHN_INITS)
 
 
 def check_start(init: str) -> None:
@@ -58,8 +65,10 @@ def initial_params(init: str, module: nn.Module, in_shape: Sequence[int], seed: 
     """The starting parameters of ``module``.
 
     Args:
-        init: an initializer of :mod:`ghn_pyg.inits` (``he``, ``orthogonal``, ...) or
-            ``ghn`` / ``ghn-qat`` (the shipped Fashion-MNIST GHNs).
+        init: an initializer of :mod:`ghn_pyg.inits` (``he``, ``orthogonal``, ...),
+            ``ghn`` / ``ghn-qat`` (the shipped Fashion-MNIST GHNs) or
+            ``ghn-he-scale`` / ``ghn-qat-he-scale`` (their predictions through
+            :func:`rescale_before_batch_norm`).
         module: the network (not modified).
         in_shape: its input (C, H, W).
         seed: seed of a random draw.
@@ -72,11 +81,59 @@ def initial_params(init: str, module: nn.Module, in_shape: Sequence[int], seed: 
     Raises:
         ValueError: an unknown starting point (lists the known ones).
     """
+    if init in HE_SCALED_GHN_INITS:
+        params = initial_params(HE_SCALED_GHN_INITS[init], module, in_shape, seed, bits)
+        return rescale_before_batch_norm(module, params)
     if init in GHN_INITS:
         spec = QuantSpec.uniform(bits) if bits < FLOAT_BITS else None
         return _pretrained(GHN_INITS[init]).predict(module, (1, *in_shape), spec)
     check_start(init)
     return init_params(init, module, seed)
+
+
+def rescale_before_batch_norm(module: nn.Module, params: dict[str, Tensor]) -> dict[str, Tensor]:
+    r"""Rescale every conv or linear layer whose only use feeds a batch norm to He
+    normal's standard deviation.
+
+    For such a layer with weight :math:`W` (fan-in :math:`n`) and bias :math:`b`, both
+    are multiplied by :math:`c = \sqrt{2 / n} / \operatorname{std}(W)`. Batch norm
+    with batch statistics is invariant to that scale,
+    :math:`\mathrm{BN}(c(Wx + b)) = \mathrm{BN}(Wx + b)`, and so is a per-channel
+    weight quantizer, so the network computes the same function, while SGD's effective
+    step on :math:`W` grows by :math:`1 / c^2`. Other parameters are returned as they
+    are; running statistics are not parameters and are not touched.
+
+    Args:
+        module: the network (traced with torch.fx, not modified).
+        params: ``{name: tensor}`` for its parameters.
+
+    Returns:
+        A new ``{name: tensor}``.
+
+    Raises:
+        GraphBuildError: torch.fx cannot trace ``module``.
+    """
+    graph = fx_graph(module)
+    uses = Counter(node.target for node in graph.nodes if node.op == "call_module")
+    out = dict(params)
+    for node in graph.nodes:
+        if node.op != "call_module" or len(node.users) != 1 or uses[node.target] != 1:
+            continue
+        layer, user = module.get_submodule(node.target), next(iter(node.users))
+        if not isinstance(layer, (nn.modules.conv._ConvNd, nn.Linear)) or user.op != "call_module":
+            continue
+        norm = module.get_submodule(user.target)
+        if not isinstance(norm, nn.modules.batchnorm._BatchNorm):
+            continue
+        weight = params[f"{node.target}.weight"]
+        std = float(weight.std()) if weight.numel() > 1 else 0.0
+        if std == 0.0:
+            continue
+        scale = (2.0 / (weight[0].numel())) ** 0.5 / std
+        out[f"{node.target}.weight"] = weight * scale
+        if layer.bias is not None:
+            out[f"{node.target}.bias"] = params[f"{node.target}.bias"] * scale
+    return out
 
 
 @dataclass
