@@ -114,7 +114,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     source.add_argument("--model", help="torchvision:NAME or package.module:factory")
     source.add_argument("--spec", help="JSON file of an architecture-space spec")
     qat.add_argument("--init", default="ghn-qat",
-                     help="ghn-qat, ghn, or a ghn_pyg.inits name (he, default, orthogonal, ...)")
+                     help="ghn-qat, ghn, ghn-qat-he-scale, ghn-he-scale, or a ghn_pyg.inits "
+                          "name (he, default, orthogonal, ...)")
     qat.add_argument("--bits", type=int, default=4, help="weight and activation bits (2..8)")
     qat.add_argument("--epochs", type=int, default=3)
     qat.add_argument("--first-last-8bit", action="store_true")
