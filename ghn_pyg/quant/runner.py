@@ -17,7 +17,7 @@ from .layers import BN_MODES, BatchNormRunner, BNMode, QuantLayer
 from .quantizers import CalibrationMethod
 from .spec import FLOAT_BITS, QuantSpec, annotate
 
-__all__ = ["quantize", "QuantizedModel", "ParamsMismatchError", "module_device"]
+__all__ = ["quantize", "QuantizedModel", "ParamsMismatchError", "module_device", "batch_norm_inputs"]
 
 _DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
 
@@ -441,28 +441,45 @@ def _check_bn_mode(mode: str) -> None:
         raise ValueError(f"bn must be one of {', '.join(map(repr, BN_MODES))}, got {mode!r}")
 
 
+def batch_norm_inputs(model: nn.Module, graph: fx.Graph) -> list[tuple[fx.Node, fx.Node]]:
+    """The conv/linear layers whose output goes only into a batch norm over its channels.
+
+    Args:
+        model: the module ``graph`` was traced from (its submodules are looked up).
+        graph: a torch.fx graph of ``model`` (e.g. :func:`~ghn_pyg.graph.tracer.fx_graph`).
+
+    Returns:
+        ``[(layer node, batch-norm node)]``, in graph order; each layer and each batch
+        norm is called once in the graph.
+    """
+    calls: dict[str, int] = {}
+    for node in graph.nodes:
+        if node.op == "call_module":
+            calls[node.target] = calls.get(node.target, 0) + 1
+    pairs = []
+    for node in graph.nodes:
+        if node.op != "call_module" or len(node.users) != 1:
+            continue
+        layer = model.get_submodule(node.target)
+        user = next(iter(node.users))
+        if not isinstance(layer, (nn.modules.conv._ConvNd, nn.Linear)) or user.op != "call_module":
+            continue
+        norm = model.get_submodule(user.target)
+        if (isinstance(norm, nn.modules.batchnorm._BatchNorm) and calls[node.target] == 1
+                and calls[user.target] == 1 and norm.num_features == layer.weight.shape[0]):
+            pairs.append((node, user))
+    return pairs
+
+
 def _fold_batch_norms(module: fx.GraphModule, bn: BNMode) -> dict[str, tuple[nn.Module, BNMode]]:
     """Remove every BN node that is the only user of a conv/linear node.
 
     Returns:
         ``{conv name: (bn module, mode)}`` for :class:`QuantLayer` to fold.
     """
-    calls: dict[str, int] = {}
-    for node in module.graph.nodes:
-        if node.op == "call_module":
-            calls[node.target] = calls.get(node.target, 0) + 1
     folded: dict[str, tuple[nn.Module, BNMode]] = {}
-    for node in list(module.graph.nodes):
-        if node.op != "call_module" or len(node.users) != 1:
-            continue
-        layer = module.get_submodule(node.target)
-        user = next(iter(node.users))
-        if not isinstance(layer, (nn.modules.conv._ConvNd, nn.Linear)) or user.op != "call_module":
-            continue
-        norm = module.get_submodule(user.target)
-        if (isinstance(norm, nn.modules.batchnorm._BatchNorm) and calls[node.target] == 1
-                and calls[user.target] == 1 and norm.num_features == layer.weight.shape[0]):
-            folded[node.target] = (norm, bn)
-            user.replace_all_uses_with(node)
-            module.graph.erase_node(user)
+    for node, user in batch_norm_inputs(module, module.graph):
+        folded[node.target] = (module.get_submodule(user.target), bn)
+        user.replace_all_uses_with(node)
+        module.graph.erase_node(user)
     return folded

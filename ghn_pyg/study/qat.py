@@ -13,7 +13,6 @@ ranges), SGD with momentum on a cosine schedule. Top-1 is recorded before traini
 from __future__ import annotations
 
 import copy
-from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Sequence
@@ -24,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..graph.tracer import fx_graph
 from ..inits import ALIASES, INITIALIZERS, init_params, load_params, seeded
-from ..quant.runner import quantize
+from ..quant.runner import batch_norm_inputs, quantize
 from ..graph.bits import FLOAT_BITS, bits_label
 from ..quant.spec import QuantSpec
 from ..train.evaluate import top1
@@ -92,8 +91,8 @@ def initial_params(init: str, module: nn.Module, in_shape: Sequence[int], seed: 
 
 
 def rescale_before_batch_norm(module: nn.Module, params: dict[str, Tensor]) -> dict[str, Tensor]:
-    r"""Rescale every conv or linear layer whose only use feeds a batch norm to He
-    normal's standard deviation.
+    r"""Rescale every conv or linear layer whose only use feeds a batch norm
+    (:func:`~ghn_pyg.quant.runner.batch_norm_inputs`) to He normal's standard deviation.
 
     For such a layer with weight :math:`W` (fan-in :math:`n`) and bias :math:`b`, both
     are multiplied by :math:`c = \sqrt{2 / n} / \operatorname{std}(W)`. Batch norm
@@ -113,25 +112,15 @@ def rescale_before_batch_norm(module: nn.Module, params: dict[str, Tensor]) -> d
     Raises:
         GraphBuildError: torch.fx cannot trace ``module``.
     """
-    graph = fx_graph(module)
-    uses = Counter(node.target for node in graph.nodes if node.op == "call_module")
     out = dict(params)
-    for node in graph.nodes:
-        if node.op != "call_module" or len(node.users) != 1 or uses[node.target] != 1:
-            continue
-        layer, user = module.get_submodule(node.target), next(iter(node.users))
-        if not isinstance(layer, (nn.modules.conv._ConvNd, nn.Linear)) or user.op != "call_module":
-            continue
-        norm = module.get_submodule(user.target)
-        if not isinstance(norm, nn.modules.batchnorm._BatchNorm):
-            continue
+    for node, _ in batch_norm_inputs(module, fx_graph(module)):
         weight = params[f"{node.target}.weight"]
         std = float(weight.std()) if weight.numel() > 1 else 0.0
         if std == 0.0:
             continue
-        scale = (2.0 / (weight[0].numel())) ** 0.5 / std
+        scale = (2.0 / weight[0].numel()) ** 0.5 / std
         out[f"{node.target}.weight"] = weight * scale
-        if layer.bias is not None:
+        if module.get_submodule(node.target).bias is not None:
             out[f"{node.target}.bias"] = params[f"{node.target}.bias"] * scale
     return out
 
