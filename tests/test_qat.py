@@ -10,6 +10,7 @@ from torch import nn
 
 from ghn_pyg.cli import main
 from ghn_pyg.data import load_images
+from ghn_pyg.data.archgraph_dataset import sample_specs
 from ghn_pyg.spaces import get_space
 from ghn_pyg.inits import load_params
 from ghn_pyg.study.qat import QATHistory, initial_params, qat_train, rescale_before_batch_norm
@@ -110,6 +111,46 @@ def test_qat_study_resumes_and_tabulates(images, tmp_path):
     assert "| he " in table and "epoch 1" in table and "0.0 (2/2)" in table
     with pytest.raises(ValueError, match="unknown initialization 'glorious'"):
         run_qat_study(1, ["glorious"], train, test, tmp_path, progress=False)
+
+
+def test_qat_study_draws_the_architectures_of_the_chosen_split(images, tmp_path):
+    train, test = images
+    val = run_qat_study(2, ["he"], train, test, tmp_path / "val", epochs=0, progress=False,
+                        split="val")
+    default = run_qat_study(2, ["he"], train, test, tmp_path / "test", epochs=0, progress=False)
+    val_rows = list(csv.DictReader(val.open()))
+    assert [r["arch"] for r in val_rows] == ["efficient-val-00", "efficient-val-01"]
+    assert [r["arch"] for r in csv.DictReader(default.open())] == \
+        ["efficient-test-00", "efficient-test-01"]
+    space = get_space("efficient")  # the val networks are not the test ones
+    assert sample_specs(space, "val", 2, seed=0) != sample_specs(space, "test", 2, seed=0)
+    for bad, match in ((dict(split="train"), "unknown QAT split 'train'"),
+                       (dict(split="imagenet"), "unknown QAT split 'imagenet'"),
+                       (dict(archs=0), "archs >= 1"), (dict(bits=1), "bits 2..8"),
+                       (dict(epochs=-1), "epochs >= 0")):
+        kwargs = dict(archs=1, inits=["he"], train=train, test=test, out=tmp_path / "bad",
+                      epochs=0, progress=False) | bad
+        with pytest.raises(ValueError, match=match):
+            run_qat_study(**kwargs)
+    assert not (tmp_path / "bad").exists()  # rejected before anything is written
+
+
+def test_qat_study_cli(tmp_path, capsys):
+    args = ["qat-study", "--archs", "1", "--inits", "he", "orthogonal", "--epochs", "1",
+            "--data", "synthetic", "--train-images", "256", "--eval-images", "128",
+            "--target", "1", "--out", str(tmp_path / "out")]
+    assert main(args) == 0
+    assert "| he " in capsys.readouterr().out
+    report = (tmp_path / "out" / "qat.md").read_text()
+    assert report.startswith("QAT at W4A4, val architectures, val images")
+    assert "| orthogonal " in report and "epochs to 1%" in report
+    rows = list(csv.DictReader((tmp_path / "out" / "qat.csv").open()))
+    assert {r["arch"] for r in rows} == {"efficient-val-00"} and len(rows) == 4
+    assert main(args[:-4] + ["--target", "0.5", "--split", "test", "--out",
+                             str(tmp_path / "test")]) == 0
+    assert "test architectures, test images" in (tmp_path / "test" / "qat.md").read_text()
+    assert main(args[:-4] + ["--target", "120", "--out", str(tmp_path / "x")]) == 2
+    assert "--target is a top-1 in percent" in capsys.readouterr().err
 
 
 def test_epochs_to_the_reference_final_accuracy(tmp_path):

@@ -1,4 +1,4 @@
-"""The ``init-study`` and ``qat`` commands."""
+"""The ``init-study``, ``qat-study`` and ``qat`` commands."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 
 
 
-__all__ = ["add_parsers", "cmd_init_study", "cmd_qat"]
+__all__ = ["add_parsers", "cmd_init_study", "cmd_qat_study", "cmd_qat"]
 
 
 def cmd_init_study(args: argparse.Namespace) -> int:
@@ -36,6 +36,31 @@ def cmd_init_study(args: argparse.Namespace) -> int:
         print(qat_table(qat_path, config.qat_target))
     written = [path, *([qat_path] if qat_path else []),
                *write_report(path, args.out, qat_path, config.qat_target)]
+    print(f"wrote {', '.join(str(p) for p in written)} "
+          f"({(time.perf_counter() - started) / 60:.1f} min)")
+    return 0
+
+
+def cmd_qat_study(args: argparse.Namespace) -> int:
+    from ..data import first_items, load_images
+    from ..fileio import atomic_path
+    from ..study.qat_study import plot_qat_curves, qat_table, run_qat_study
+
+    if not 0 < args.target < 100:
+        raise ValueError(f"--target is a top-1 in percent, in (0, 100); got {args.target}")
+    started = time.perf_counter()
+    eval_split = "val" if args.split == "val" else "test"
+    train = first_items(load_images(args.data, "train", args.data_root), args.train_images)
+    evaluation = first_items(load_images(args.data, eval_split, args.data_root), args.eval_images)
+    path = run_qat_study(args.archs, args.inits, train, evaluation, args.out, args.bits,
+                         args.epochs, args.lr, args.batch_size, args.seed, split=args.split)
+    table = qat_table(path, args.target / 100, args.reference)
+    print(table)
+    with atomic_path(path.with_name("qat.md")) as tmp:
+        tmp.write_text(f"QAT at W{args.bits}A{args.bits}, {args.split} architectures, "
+                       f"{eval_split} images: mean top-1 (%)\n\n{table}\n")
+    figure = plot_qat_curves(path, path.with_name("qat_curves.png"), args.target / 100)
+    written = [path, path.with_name("qat.md"), *([figure] if figure else [])]
     print(f"wrote {', '.join(str(p) for p in written)} "
           f"({(time.perf_counter() - started) / 60:.1f} min)")
     return 0
@@ -82,7 +107,7 @@ def cmd_qat(args: argparse.Namespace) -> int:
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    """Register ``init-study`` and ``qat`` (each with its handler)."""
+    """Register ``init-study``, ``qat-study`` and ``qat`` (each with its handler)."""
     study = sub.add_parser(
         "init-study", help="initializers vs quantization robustness across block families",
         description="For each block family x initializer x seed: initialise, train in float on "
@@ -103,6 +128,37 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     study.add_argument("--data-root", default=None)
     study.add_argument("--out", default="results/init-study")
     study.set_defaults(handler=cmd_init_study)
+
+    qat_study = sub.add_parser(
+        "qat-study", help="QAT of many unseen architectures from each starting point",
+        description="QAT of the first ARCHS architectures of a split of the efficient space "
+                    "from every starting point in --inits; top-1 per epoch in OUT/qat.csv, "
+                    "the mean table in OUT/qat.md and the curves in OUT/qat_curves.png. "
+                    "--split val evaluates on validation images (to choose a recipe); other "
+                    "splits on test images. Resumable: finished (architecture, start) pairs "
+                    "are skipped.")
+    qat_study.add_argument("--archs", type=int, default=20, help="number of architectures")
+    qat_study.add_argument("--split", default="val",
+                           help="val (default), test, wide, deep or nobn architectures")
+    qat_study.add_argument("--inits", nargs="+", default=["ghn-qat", "ghn", "he_normal"],
+                           help="starting points (as qat --init)")
+    qat_study.add_argument("--bits", type=int, default=4, help="weight and activation bits")
+    qat_study.add_argument("--epochs", type=int, default=3)
+    qat_study.add_argument("--lr", type=float, default=0.05)
+    qat_study.add_argument("--batch-size", type=int, default=128)
+    qat_study.add_argument("--seed", type=int, default=0)
+    qat_study.add_argument("--train-images", type=int, default=6000,
+                           help="training images per run (the init study's)")
+    qat_study.add_argument("--eval-images", type=int, default=2000,
+                           help="validation (or test) images scored after every epoch")
+    qat_study.add_argument("--target", type=float, default=75.0,
+                           help="report the epochs to reach this top-1 (%%)")
+    qat_study.add_argument("--reference", default="he_normal",
+                           help="report the epochs to reach this start's final top-1")
+    qat_study.add_argument("--data", default="fashion-mnist", help="fashion-mnist or synthetic")
+    qat_study.add_argument("--data-root", default=None)
+    qat_study.add_argument("--out", default="results/qat-study")
+    qat_study.set_defaults(handler=cmd_qat_study)
 
     qat = sub.add_parser(
         "qat", help="quantization-aware training of one CNN from a chosen initialization",

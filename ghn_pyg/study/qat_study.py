@@ -1,7 +1,8 @@
-"""QAT from each starting point for a set of unseen test architectures.
+"""QAT from each starting point for a set of unseen architectures.
 
-For each of ``archs`` test architectures of the ``efficient`` space (the GHNs' own
-space, so GHN starting points are in distribution) and each starting point: QAT at
+For each of ``archs`` architectures of a split of the ``efficient`` space (the GHNs'
+own space: ``val`` to choose a recipe, ``test`` for the final tables, or an
+out-of-distribution split) and each starting point: QAT at
 ``bits`` for ``epochs`` (:func:`~ghn_pyg.study.qat.qat_train`), top-1 per epoch in
 ``qat.csv``. Finished (architecture, start) pairs are skipped on a rerun.
 """
@@ -29,25 +30,36 @@ _FIELDS = ["arch", "init", "bits", "epoch", "accuracy", "final_running_bn"]
 
 def run_qat_study(archs: int, inits: Sequence[str], train: Dataset, test: Dataset,
                   out: str | Path, bits: int = 4, epochs: int = 3, lr: float = 0.05,
-                  batch_size: int = 128, seed: int = 0, progress: bool = True) -> Path:
-    """QAT of ``archs`` efficient test architectures from every start in ``inits``.
+                  batch_size: int = 128, seed: int = 0, progress: bool = True,
+                  split: str = "test") -> Path:
+    """QAT of ``archs`` efficient architectures of ``split`` from every start in ``inits``.
 
     Args:
-        archs: how many test architectures (seed 0 of the ``test`` split).
+        archs: how many architectures (the first ``archs`` of ``split``, seed 0).
         inits: starting points (:func:`~ghn_pyg.study.qat.start_names`).
         train, test: image datasets; the input shape comes from ``train``.
         out: folder of ``qat.csv``.
         bits, epochs, lr, batch_size, seed: as in :func:`~ghn_pyg.study.qat.qat_train`.
         progress: show a progress bar.
+        split: the architectures' split of the ``efficient`` space (``val``, ``test``,
+            ``wide``, ``deep``, ``nobn``); rows name it (``efficient-val-03``). The
+            images are the caller's: pair ``val`` architectures with validation images.
 
     Returns:
         The CSV path (one row per architecture, start and epoch).
 
     Raises:
-        ValueError: an unknown starting point.
+        ValueError: an unknown starting point or split, or bad counts or bits.
     """
     for init in inits:
         check_start(init)
+    if archs < 1 or epochs < 0 or not 2 <= bits <= 8:
+        raise ValueError(f"QAT study needs archs >= 1, epochs >= 0 and bits 2..8; got "
+                         f"archs={archs}, epochs={epochs}, bits={bits}")
+    space = get_space("efficient")
+    if split not in space.splits() or split == "train":
+        raise ValueError(f"unknown QAT split {split!r}; use one of "
+                         f"{', '.join(s for s in space.splits() if s != 'train')}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "qat.csv"
@@ -55,10 +67,10 @@ def run_qat_study(archs: int, inits: Sequence[str], train: Dataset, test: Datase
     if path.is_file():
         done = {(r["arch"], r["init"]) for r in csv.DictReader(path.open())}
     in_shape = tuple(train[0][0].shape)
-    space = get_space("efficient")
-    specs = sample_specs(space, "test", archs, seed=0)
+    specs = sample_specs(space, split, archs, seed=0)
+    names = [split_arch_name(i, split) for i in range(len(specs))]
     jobs = [(i, init) for i in range(len(specs)) for init in inits
-            if (split_arch_name(i), init) not in done]
+            if (names[i], init) not in done]
     new_file = not path.is_file()
     with path.open("a", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=_FIELDS)
@@ -69,7 +81,7 @@ def run_qat_study(archs: int, inits: Sequence[str], train: Dataset, test: Datase
             _, history = qat_train(module, init, train, test, bits, epochs, batch_size, lr,
                                    seed, progress=False)
             final = "" if history.final_running_bn is None else f"{history.final_running_bn:.4f}"
-            writer.writerows({"arch": split_arch_name(i), "init": init, "bits": bits,
+            writer.writerows({"arch": names[i], "init": init, "bits": bits,
                               "epoch": epoch, "accuracy": f"{acc:.4f}", "final_running_bn": final}
                              for epoch, acc in enumerate(history.accuracy))
             handle.flush()
