@@ -14,7 +14,8 @@ from ghn_pyg.data.archgraph_dataset import sample_specs
 from ghn_pyg.spaces import get_space
 from ghn_pyg.inits import load_params
 from ghn_pyg.study.qat import QATHistory, initial_params, qat_train, rescale_before_batch_norm
-from ghn_pyg.study.qat_study import epochs_to_reference, qat_table, run_qat_study
+from ghn_pyg.study.qat_study import (epochs_to_reference, qat_differences, qat_table,
+                                     run_qat_study)
 
 
 @pytest.fixture(scope="module")
@@ -138,12 +139,13 @@ def test_qat_study_draws_the_architectures_of_the_chosen_split(images, tmp_path)
 def test_qat_study_cli(tmp_path, capsys):
     args = ["qat-study", "--archs", "1", "--inits", "he", "orthogonal", "--epochs", "1",
             "--data", "synthetic", "--train-images", "256", "--eval-images", "128",
-            "--target", "1", "--out", str(tmp_path / "out")]
+            "--target", "1", "--baseline", "he", "--out", str(tmp_path / "out")]
     assert main(args) == 0
     assert "| he " in capsys.readouterr().out
     report = (tmp_path / "out" / "qat.md").read_text()
     assert report.startswith("QAT at W4A4, val architectures, val images")
     assert "| orthogonal " in report and "epochs to 1%" in report
+    assert "| start - he " in report and "Paired difference" in report
     rows = list(csv.DictReader((tmp_path / "out" / "qat.csv").open()))
     assert {r["arch"] for r in rows} == {"efficient-val-00"} and len(rows) == 4
     assert main(args[:-4] + ["--target", "0.5", "--split", "test", "--out",
@@ -151,6 +153,27 @@ def test_qat_study_cli(tmp_path, capsys):
     assert "test architectures, test images" in (tmp_path / "test" / "qat.md").read_text()
     assert main(args[:-4] + ["--target", "120", "--out", str(tmp_path / "x")]) == 2
     assert "--target is a top-1 in percent" in capsys.readouterr().err
+    assert main(args[:-4] + ["--baseline", "default", "--out", str(tmp_path / "y")]) == 2
+    assert "--baseline 'default' must be one of --inits" in capsys.readouterr().err
+
+
+def test_qat_differences_pairs_architectures(tmp_path):
+    path = tmp_path / "qat.csv"
+    curves = {("a", "ghn-qat"): [0.60, 0.70], ("b", "ghn-qat"): [0.50, 0.60],
+              ("a", "ghn-qat-he-scale"): [0.60, 0.74], ("b", "ghn-qat-he-scale"): [0.51, 0.62],
+              ("c", "ghn-qat-he-scale"): [0.90, 0.99]}  # c: no baseline run, not counted
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["arch", "init", "bits", "epoch", "accuracy", "final_running_bn"])
+        writer.writerows([a, i, 4, e, acc, ""] for (a, i), c in curves.items()
+                         for e, acc in enumerate(c))
+    table = qat_differences(path, "ghn-qat")
+    row = [cell.strip() for cell in table.splitlines()[2].split("|")[1:-1]]
+    # epoch 0: deltas 0 and +1 -> +0.5 ± 0.5, higher on 1; epoch 1: +4, +2 -> +3.0 ± 1.0
+    assert row == ["ghn-qat-he-scale", "+0.5 ± 0.5 (1/2)", "+3.0 ± 1.0 (2/2)"]
+    assert "| ghn-qat " not in table  # the baseline has no row of its own
+    with pytest.raises(ValueError, match="baseline start 'he_normal' is not in"):
+        qat_differences(path, "he_normal")
 
 
 def test_epochs_to_the_reference_final_accuracy(tmp_path):

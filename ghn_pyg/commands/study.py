@@ -44,8 +44,11 @@ def cmd_init_study(args: argparse.Namespace) -> int:
 def cmd_qat_study(args: argparse.Namespace) -> int:
     from ..data import first_items, load_images
     from ..fileio import atomic_path
-    from ..study.qat_study import plot_qat_curves, qat_table, run_qat_study
+    from ..study.qat_study import plot_qat_curves, qat_differences, qat_table, run_qat_study
 
+    if args.baseline is not None and args.baseline not in args.inits:
+        raise ValueError(f"--baseline {args.baseline!r} must be one of --inits "
+                         f"({' '.join(args.inits)})")
     if not 0 < args.target < 100:
         raise ValueError(f"--target is a top-1 in percent, in (0, 100); got {args.target}")
     started = time.perf_counter()
@@ -55,6 +58,10 @@ def cmd_qat_study(args: argparse.Namespace) -> int:
     path = run_qat_study(args.archs, args.inits, train, evaluation, args.out, args.bits,
                          args.epochs, args.lr, args.batch_size, args.seed, split=args.split)
     table = qat_table(path, args.target / 100, args.reference)
+    if args.baseline is not None:
+        table += ("\n\nPaired difference to the baseline (points, mean ± standard error over "
+                  "architectures; in brackets: architectures where the start is higher)\n\n"
+                  + qat_differences(path, args.baseline))
     print(table)
     with atomic_path(path.with_name("qat.md")) as tmp:
         tmp.write_text(f"QAT at W{args.bits}A{args.bits}, {args.split} architectures, "
@@ -155,6 +162,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                            help="report the epochs to reach this top-1 (%%)")
     qat_study.add_argument("--reference", default="he_normal",
                            help="report the epochs to reach this start's final top-1")
+    qat_study.add_argument("--baseline", default=None,
+                           help="also tabulate every start's per-architecture difference to "
+                                "this one (an A/B)")
     qat_study.add_argument("--data", default="fashion-mnist", help="fashion-mnist or synthetic")
     qat_study.add_argument("--data-root", default=None)
     qat_study.add_argument("--out", default="results/qat-study")

@@ -23,7 +23,8 @@ from ..report import markdown_table
 from ..spaces import get_space
 from .qat import check_start, qat_train
 
-__all__ = ["run_qat_study", "qat_table", "epochs_to_reference", "plot_qat_curves"]
+__all__ = ["run_qat_study", "qat_table", "qat_differences", "epochs_to_reference",
+           "plot_qat_curves"]
 
 _FIELDS = ["arch", "init", "bits", "epoch", "accuracy", "final_running_bn"]
 
@@ -156,6 +157,41 @@ def qat_table(path: str | Path, target: float, reference: str = "he_normal") -> 
     if to_reference:
         header.append(f"epochs to {reference}'s final")
     return markdown_table(header, rows)
+
+
+def qat_differences(path: str | Path, baseline: str) -> str:
+    """Markdown: per start, its paired difference to ``baseline`` at every epoch.
+
+    Each cell is the mean ± standard error over the architectures both starts ran of
+    (start's top-1 - baseline's top-1) in points, and on how many of them the start is
+    strictly higher: ``+2.5 ± 0.2 (19/20)``. This is how an A/B of two starts is read:
+    the architectures are shared, so their spread between architectures cancels.
+
+    Raises:
+        ValueError: ``baseline`` is not in the file.
+    """
+    curves = _curves(path)
+    if baseline not in curves:
+        raise ValueError(f"baseline start {baseline!r} is not in {path}; it has "
+                         f"{', '.join(curves) or 'no rows'}")
+    base = curves[baseline]
+    epochs = max(len(c) for c in base.values())
+    rows = []
+    for init, arch_curves in curves.items():
+        if init == baseline:
+            continue
+        cells = []
+        for e in range(epochs):
+            deltas = [100 * (c[e] - base[arch][e]) for arch, c in arch_curves.items()
+                      if arch in base and len(c) > e and len(base[arch]) > e]
+            if not deltas:
+                cells.append("-")
+                continue
+            error = statistics.stdev(deltas) / len(deltas) ** 0.5 if len(deltas) > 1 else 0.0
+            cells.append(f"{statistics.fmean(deltas):+.1f} ± {error:.1f} "
+                         f"({sum(d > 0 for d in deltas)}/{len(deltas)})")
+        rows.append([init] + cells)
+    return markdown_table([f"start - {baseline}"] + [f"epoch {e}" for e in range(epochs)], rows)
 
 
 def plot_qat_curves(path: str | Path, target_path: str | Path, target: float) -> Path | None:
