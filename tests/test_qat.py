@@ -95,6 +95,15 @@ def test_rescale_leaves_a_network_without_bn_unchanged():
     assert torch.equal(out["1.weight"], params["1.weight"])
 
 
+def write_curves(path, curves):
+    """A ``qat.csv`` of ``{(arch, start): [top-1 per epoch]}`` at 4 bits."""
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["arch", "init", "bits", "epoch", "accuracy", "final_running_bn"])
+        writer.writerows([a, i, 4, e, acc, ""] for (a, i), c in curves.items()
+                         for e, acc in enumerate(c))
+
+
 def test_epochs_to_target():
     history = QATHistory("he", 4, [0.1, 0.5, 0.8, 0.7])
     assert history.epochs_to(0.5) == 1 and history.epochs_to(0.8) == 2
@@ -162,11 +171,7 @@ def test_qat_differences_pairs_architectures(tmp_path):
     curves = {("a", "ghn-qat"): [0.60, 0.70], ("b", "ghn-qat"): [0.50, 0.60],
               ("a", "ghn-qat-he-scale"): [0.60, 0.74], ("b", "ghn-qat-he-scale"): [0.51, 0.62],
               ("c", "ghn-qat-he-scale"): [0.90, 0.99]}  # c: no baseline run, not counted
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["arch", "init", "bits", "epoch", "accuracy", "final_running_bn"])
-        writer.writerows([a, i, 4, e, acc, ""] for (a, i), c in curves.items()
-                         for e, acc in enumerate(c))
+    write_curves(path, curves)
     table = qat_differences(path, "ghn-qat")
     row = [cell.strip() for cell in table.splitlines()[2].split("|")[1:-1]]
     # epoch 0: deltas 0 and +1 -> +0.5 ± 0.5, higher on 1; epoch 1: +4, +2 -> +3.0 ± 1.0
@@ -181,11 +186,7 @@ def test_epochs_to_the_reference_final_accuracy(tmp_path):
     curves = {("a", "he_normal"): [0.1, 0.5, 0.7], ("b", "he_normal"): [0.1, 0.6, 0.6],
               ("a", "ghn-qat"): [0.6, 0.7, 0.8], ("b", "ghn-qat"): [0.5, 0.55, 0.58],
               ("c", "ghn-qat"): [0.9, 0.9, 0.9]}  # c: no reference run, not counted
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["arch", "init", "bits", "epoch", "accuracy", "final_running_bn"])
-        writer.writerows([a, i, 4, e, acc, ""] for (a, i), c in curves.items()
-                         for e, acc in enumerate(c))
+    write_curves(path, curves)
     result = epochs_to_reference(path, "he_normal")
     assert result == {"he_normal": ([2, 1], 2), "ghn-qat": ([1], 2)}
     table = qat_table(path, target=0.65, reference="he_normal")
