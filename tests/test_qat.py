@@ -236,3 +236,10 @@ def test_network_from_args_builds_specs_and_models(tmp_path):
     broken.write_text("{not json")
     with pytest.raises(ValueError, match="cannot read spec"):
         network_from_args(None, str(broken), (1, 1, 28, 28), 10)
+
+
+def test_qat_cli_defaults_to_the_start_chosen_on_validation_architectures():
+    from ghn_pyg.cli import build_parser
+
+    args = build_parser().parse_args(["qat", "--spec", "arch.json"])
+    assert args.init == "ghn-qat-he-scale"  # the qat-study A/B on val architectures

@@ -179,9 +179,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     source = qat.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="torchvision:NAME or package.module:factory")
     source.add_argument("--spec", help="JSON file of an architecture-space spec")
-    qat.add_argument("--init", default="ghn-qat",
-                     help="ghn-qat, ghn, ghn-qat-he-scale, ghn-he-scale, or a ghn_pyg.inits "
-                          "name (he, default, orthogonal, ...)")
+    qat.add_argument("--init", default="ghn-qat-he-scale",
+                     help="ghn-qat-he-scale (default: GHN-QAT's prediction rescaled ahead of "
+                          "BN, chosen on validation architectures), ghn-qat, ghn, "
+                          "ghn-he-scale, or a ghn_pyg.inits name (he, default, orthogonal, ...)")
     qat.add_argument("--bits", type=int, default=4, help="weight and activation bits (2..8)")
     qat.add_argument("--epochs", type=int, default=3)
     qat.add_argument("--first-last-8bit", action="store_true")
