@@ -63,11 +63,12 @@ def cmd_qat_study(args: argparse.Namespace) -> int:
                   "architectures; in brackets: architectures where the start is higher)\n\n"
                   + qat_differences(path, args.baseline))
     print(table)
-    with atomic_path(path.with_name("qat.md")) as tmp:
+    report = path.with_name("qat.md")
+    with atomic_path(report) as tmp:
         tmp.write_text(f"QAT at W{args.bits}A{args.bits}, {args.split} architectures, "
                        f"{eval_split} images: mean top-1 (%)\n\n{table}\n")
     figure = plot_qat_curves(path, path.with_name("qat_curves.png"), args.target / 100)
-    written = [path, path.with_name("qat.md"), *([figure] if figure else [])]
+    written = [path, report, *([figure] if figure else [])]
     print(f"wrote {', '.join(str(p) for p in written)} "
           f"({(time.perf_counter() - started) / 60:.1f} min)")
     return 0
