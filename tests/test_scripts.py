@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import json
 import math
@@ -415,3 +416,35 @@ def test_export_ghn_records_every_training_phase(graphs, tmp_path):
     with pytest.raises(CheckpointError):
         export.main([str(tmp_path / "float" / "last.pt"), str(tmp_path / "nothing")])
     assert not (tmp_path / "nothing.json").exists()
+
+
+def test_quant_error_sources_agrees_with_the_evaluation_and_splits_the_4bit_loss(tmp_path):
+    script = load("quant_error_sources")
+    flags = ["--data", "synthetic", "--archs", "2", "--images", "40", "--bn-batches", "1",
+             "--calib-batches", "1", "--out", str(tmp_path)]
+    results = script.main(["--ghn", "ghn-fmnist", *flags])
+    table = results["ghn-fmnist"]
+    assert list(table) == list(script.COLUMNS) and all(len(v) == 2 for v in table.values())
+    from ghn_pyg.data import load_images
+    from ghn_pyg.nn import GHN
+    from ghn_pyg.train.evaluate import evaluate_split
+    from ghn_pyg.train.protocol import EvalProtocol
+    archs = script.ModuleArchs([(f"val-{i:02d}", script.get_space("efficient").build(s, 1, 10))
+                                for i, s in enumerate(script.sample_specs(
+                                    script.get_space("efficient"), "val", 2, 0))], (1, 28, 28))
+    images, train = (load_images("synthetic", split, seed=3) for split in ("val", "train"))
+    for method, column in (("minmax", "W4A4"), ("mse", "W4A4 mse")):
+        rows = evaluate_split(archs, images, {"ghn": GHN.load_any("ghn-fmnist")}, (32, 4), (),
+                              max_images=40, train_images=train, progress=False,
+                              protocol=EvalProtocol("calibrated", 1, 1, method))
+        assert [r.accuracy for r in rows if r.bits == 4] == pytest.approx(table[column])
+        assert [r.accuracy for r in rows if r.bits == 32] == pytest.approx(table["FP32"])
+    written = list(csv.reader(open(tmp_path / "sources.csv")))
+    assert written[0] == ["ghn", "arch", "column", "accuracy"] and len(written) == 1 + 2 * 7
+    text = (tmp_path / "sources.md").read_text()
+    assert "| W4 only" in text and "Loss to FP32" in text
+    with pytest.raises(SystemExit):
+        script.main([*flags, "--archs", "0"])
+    from ghn_pyg.nn import CheckpointError
+    with pytest.raises(CheckpointError):
+        script.main(["--ghn", "no-such-ghn.pt", *flags])

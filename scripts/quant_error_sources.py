@@ -1,0 +1,182 @@
+"""Where a GHN's 4-bit accuracy goes: weights, activations, or the range calibration.
+
+For each GHN and each of the first ``--archs`` validation architectures of the
+``efficient`` space, the parameters predicted for the W4A4 graph are run
+
+- at FP32 (the parameters predicted for the float graph, the FP32 column of the tables),
+- with only the weights at 4 bits (activations float: ``W4 only``),
+- with only the activations at 4 bits (weights float: ``A4 only``),
+- at W4A4 under the calibrated protocol with min/max ranges (the tables' W4A4), with
+  ranges from the ``percentile`` (99.99) and ``mse`` calibrations instead, and with the
+  BN statistics re-estimated under the frozen min/max ranges (``bn after``),
+
+on ``--images`` validation images (Fashion-MNIST's held-out training images, never the
+test split), BN statistics from ``--bn-batches`` and activation ranges from
+``--calib-batches`` training batches of 256. The same predicted parameters enter every
+quantized column, so the differences between columns are the error of each source alone.
+
+Prints and writes ``OUT/sources.md`` (mean ± standard error over architectures, and the
+mean paired loss of each column to FP32) and ``OUT/sources.csv`` (one row per GHN,
+architecture and column)::
+
+    python scripts/quant_error_sources.py --ghn ghn-fmnist --ghn ghn-qat-fmnist \\
+        --archs 16 --images 2000 --out docs/results/quant-error-sources
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import platform
+import shlex
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", category=FutureWarning)
+
+import torch  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from ghn_pyg.data import load_images, sample_specs  # noqa: E402
+from ghn_pyg.fileio import atomic_path  # noqa: E402
+from ghn_pyg.nn import GHN  # noqa: E402
+from ghn_pyg.quant import QuantSpec, annotate  # noqa: E402
+from ghn_pyg.report import markdown_table  # noqa: E402
+from ghn_pyg.spaces import get_space  # noqa: E402
+from ghn_pyg.train.evaluate import EvalSetup, ModuleArchs  # noqa: E402
+from ghn_pyg.train.protocol import EvalProtocol  # noqa: E402
+
+#: Each column: (weight bits, activation bits, calibration method, BN after calibration).
+COLUMNS: dict[str, tuple[int, int, str, bool]] = {
+    "FP32": (32, 32, "minmax", False),
+    "W4 only": (4, 32, "minmax", False),
+    "A4 only": (32, 4, "minmax", False),
+    "W4A4": (4, 4, "minmax", False),
+    "W4A4 percentile": (4, 4, "percentile", False),
+    "W4A4 mse": (4, 4, "mse", False),
+    "W4A4 bn after": (4, 4, "minmax", True),
+}
+
+
+def column_accuracies(ghn: GHN, archs: ModuleArchs, index: int,
+                      setups: dict[str, EvalSetup]) -> dict[str, float]:
+    """``{column: top-1 fraction}`` of ``ghn``'s predictions for architecture ``index``.
+
+    Args:
+        ghn: the GHN (eval mode).
+        archs: the validation networks.
+        index: which one.
+        setups: one :class:`EvalSetup` per column (their protocols differ).
+
+    Returns:
+        The accuracy of each column of :data:`COLUMNS`.
+    """
+    graph, module = archs[index], archs.build_module(index)
+    runner = next(iter(setups.values())).runner(module, archs.in_shape)
+    with torch.no_grad():
+        float_params = ghn(graph)[0]
+        w4a4_params = ghn(annotate(graph, QuantSpec.uniform(4)))[0]
+    out = {}
+    for column, (w_bits, a_bits, _, _) in COLUMNS.items():
+        runner.set_bits(QuantSpec(w_bits=w_bits, a_bits=a_bits))
+        params = float_params if column == "FP32" else w4a4_params
+        out[column] = setups[column].top1(runner, params)
+    return out
+
+
+def paired_loss(table: dict[str, list[float]], column: str) -> tuple[float, float]:
+    """Mean and standard error (in points) of FP32 minus ``column`` over architectures."""
+    diffs = [100 * (a - b) for a, b in zip(table["FP32"], table[column])]
+    se = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else 0.0
+    return statistics.fmean(diffs), se
+
+
+def sources_table(results: dict[str, dict[str, list[float]]]) -> str:
+    """Markdown: each GHN's mean accuracy per column, then its loss to FP32 per column."""
+    header = ["GHN", *COLUMNS]
+    accuracy_rows, loss_rows = [], []
+    for name, table in results.items():
+        values = [table[c] for c in COLUMNS]
+        accuracy_rows.append([name] + [
+            f"{100 * statistics.fmean(v):.1f} ± "
+            f"{100 * statistics.stdev(v) / math.sqrt(len(v)) if len(v) > 1 else 0.0:.1f}"
+            for v in values])
+        loss_rows.append([name, ""] + ["%.1f ± %.1f" % paired_loss(table, c)
+                                       for c in list(COLUMNS)[1:]])
+    return (markdown_table(header, accuracy_rows)
+            + "\n\nLoss to FP32 (points, mean ± standard error of the paired difference):\n\n"
+            + markdown_table(header, loss_rows))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ghn", action="append", default=None,
+                        help="a shipped GHN name or a checkpoint (repeatable; default: "
+                             "ghn-fmnist and ghn-qat-fmnist)")
+    parser.add_argument("--archs", type=int, default=16, help="validation architectures")
+    parser.add_argument("--images", type=int, default=2000, help="validation images")
+    parser.add_argument("--bn-batches", type=int, default=4)
+    parser.add_argument("--calib-batches", type=int, default=2)
+    parser.add_argument("--val-seed", type=int, default=3,
+                        help="seed of the train/validation image split")
+    parser.add_argument("--data", default="fashion-mnist",
+                        help="image data (fashion-mnist; synthetic for a smoke test)")
+    parser.add_argument("--data-root", default=None, help="the image data's folder")
+    parser.add_argument("--out", type=Path, default=Path("docs/results/quant-error-sources"))
+    args = parser.parse_args(argv)
+    for key in ("archs", "images", "bn_batches", "calib_batches"):
+        if getattr(args, key) < 1:
+            parser.error(f"--{key.replace('_', '-')} must be >= 1")
+    args.ghn = args.ghn or ["ghn-fmnist", "ghn-qat-fmnist"]
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict[str, dict[str, list[float]]]:
+    """Run the decomposition; returns ``{GHN: {column: [accuracy per architecture]}}``."""
+    args = parse_args(argv)
+    start = time.perf_counter()
+    space = get_space("efficient")
+    archs = ModuleArchs([(f"val-{i:02d}", space.build(s, 1, 10))
+                         for i, s in enumerate(sample_specs(space, "val", args.archs, 0))],
+                        (1, 28, 28))
+    images = load_images(args.data, "val", args.data_root, seed=args.val_seed)
+    train = load_images(args.data, "train", args.data_root, seed=args.val_seed)
+    base = EvalProtocol("calibrated", args.bn_batches, args.calib_batches)
+    first = EvalSetup.create(images, train, base, args.images)
+    setups = {column: EvalSetup(base.replace(calib_method=method, bn_after_calib=after),
+                                first.calibration, first.test, first.device)
+              for column, (_, _, method, after) in COLUMNS.items()}
+    results: dict[str, dict[str, list[float]]] = {}
+    per_arch = []
+    for name in args.ghn:
+        ghn = GHN.load_any(name).eval()
+        table = results.setdefault(name, {c: [] for c in COLUMNS})
+        for i in tqdm(range(len(archs)), desc=f"{name}"):
+            accuracies = column_accuracies(ghn, archs, i, setups)
+            for column, value in accuracies.items():
+                table[column].append(value)
+                per_arch.append([name, archs[i].name, column, value])
+    text = (f"# Sources of the 4-bit loss\n\n{args.archs} `efficient` validation "
+            f"architectures, {args.images} validation images (val seed {args.val_seed}), "
+            f"{base.describe()}; top-1 %, mean ± standard error over architectures.\n\n"
+            + sources_table(results)
+            + f"\n\nCommand: `python {' '.join(map(shlex.quote, sys.argv))}` on "
+            f"{platform.processor() or 'CPU'}, {time.perf_counter() - start:.0f} s.\n")
+    args.out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(args.out / "sources.md") as tmp:
+        tmp.write_text(text)
+    with atomic_path(args.out / "sources.csv") as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["ghn", "arch", "column", "accuracy"])
+        writer.writerows(per_arch)
+    print(text)
+    return results
+
+
+if __name__ == "__main__":
+    main()
