@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ghn_pyg.quant import ActQuantizer, WeightQuantizer, fake_quant_act, fake_quant_weight
-from ghn_pyg.quant.fakequant import act_qparams, weight_scale
+from ghn_pyg.quant.fakequant import act_qparams, quant_noise_share, weight_scale
 from ghn_pyg.quant.quantizers import clip_range
 from ghn_pyg.quant.layers import QuantLayer
 
@@ -175,3 +175,52 @@ def test_fused_kernels_match_the_five_op_path(monkeypatch, bits):
         assert differ.float().mean() < 1e-3
         assert (ours - theirs).abs().max() <= step * 1.01
     assert (five_op[5] != fused[5]).float().mean() < 1e-3  # the same straight-through mask
+
+
+def test_quant_noise_share_is_each_channels_noise_share_of_its_power():
+    # channel 0 spans the whole range [0, 3], channel 1 is constant (below one step)
+    x = torch.tensor([[0.0, 1.0], [1.0, 1.0], [2.0, 1.0], [3.0, 1.0]])
+    noise = (3.0 / 15) ** 2 / 12  # 4 bits: 15 steps over the range [0, 3]
+    expected = (noise / (noise + 1.25) + 1.0) / 2  # Var([0, 1, 2, 3]) = 1.25
+    assert float(quant_noise_share(x, 4)) == pytest.approx(expected, rel=1e-5)
+    # [B, C, H, W]: channels on dim 1; more bits, less noise; [B]: one channel
+    images = torch.randn(8, 3, 5, 5)
+    assert 0 < float(quant_noise_share(images, 8)) < float(quant_noise_share(images, 2)) < 1
+    assert float(quant_noise_share(torch.tensor([0.0, 3.0]), 2)) == pytest.approx(
+        1 / 12 / (1 / 12 + 2.25), rel=1e-5)
+    assert float(quant_noise_share(torch.zeros(4, 2), 4)) == 0.0  # no range, no noise
+
+
+def test_quant_noise_share_gradient_pulls_an_outlier_in_and_weak_channels_up():
+    torch.manual_seed(0)
+    x = torch.rand(64, 4)
+    x[0, 0] = 20.0  # one large value stretches the step of every channel
+    x[:, 3] *= 0.01  # a weak channel
+    x.requires_grad_(True)
+    quant_noise_share(x, 4).backward()
+    assert x.grad[0, 0] > 0  # descent lowers the outlier
+    weak = x.detach()[:, 3]
+    # descent spreads the weak channel: its gradient opposes the deviation from its mean
+    assert float((x.grad[:, 3] * (weak - weak.mean())).sum()) < 0
+
+
+def test_act_quantizer_records_the_noise_share_of_quantizing_passes_only():
+    x = torch.randn(16, 3, 4, 4, requires_grad=True)
+    quantizer = ActQuantizer(4)
+    quantizer(x)
+    assert quantizer.noise_share is None  # off by default
+    quantizer.record_noise = True
+    quantizer(x)
+    assert quantizer.noise_share.requires_grad
+    assert float(quantizer.noise_share) == pytest.approx(float(quant_noise_share(x, 4)))
+    quantizer.noise_share = None
+    quantizer.observe()
+    quantizer(x)
+    assert quantizer.noise_share is None  # observing passes values through
+    quantizer.freeze()
+    quantizer(x)
+    assert quantizer.noise_share is not None
+    float_quantizer = ActQuantizer(32)
+    float_quantizer.record_noise = True
+    float_quantizer(x)
+    assert float_quantizer.noise_share is None

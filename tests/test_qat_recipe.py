@@ -299,3 +299,46 @@ def test_config_values_of_the_wrong_type_name_the_setting():
                                  "amp": np.bool_(False), "data_root": None})
     assert cfg.bits == (4, 2) and type(cfg.bits[0]) is int and cfg.steps == 3
     assert cfg.lr == 1.0 and cfg.amp is False and json.dumps(cfg.to_dict())
+
+
+def test_act_noise_adds_the_weighted_noise_share_of_quantized_networks_to_their_loss(
+        efficient, tmp_path):
+    """Each quantized network's loss is its cross-entropy plus act_noise times its
+    activation-noise share; float networks' loss is their cross-entropy alone; the
+    logged loss stays the cross-entropy, and the share is logged as act_noise."""
+    config = efficient_config(efficient, tmp_path, bits=(32, 4), data="synthetic",
+                              meta_batch=2, batch_size=16, range_images=32, act_noise=5.0)
+    trainer = Trainer(config)
+    images, labels = trainer.image_batcher.batch(0)
+    calibration = trainer.range_batcher.batch(0)[0]
+    for bits, idx in ((4, 0), (32, 1)):
+        graph = draw_bits(trainer.archs[idx], (bits,), random.Random(0))
+        runner = trainer._runner(idx, graph).set_bits(graph)
+        params = trainer.model(Batch.from_data_list([graph]))[0]
+        logits, loss, cross_entropy, noise = trainer._network_forward(
+            runner, params, images, labels, calibration)
+        assert float(cross_entropy) == pytest.approx(
+            float(nn.functional.cross_entropy(logits, labels)))
+        if bits == 32:
+            assert noise is None and float(loss) == pytest.approx(float(cross_entropy))
+        else:
+            assert 0 < float(noise) < 1 and loss.requires_grad
+            assert float(loss) == pytest.approx(float(cross_entropy) + 5.0 * float(noise))
+    metrics = trainer.train_step()
+    assert 0 <= metrics["act_noise"] < 1 or math.isnan(metrics["act_noise"])
+    # the penalty changes the update: the same step without it moves the GHN elsewhere
+    ghns = {}
+    for weight in (0.0, 50.0):
+        step = Trainer(efficient_config(efficient, tmp_path / f"w{weight}", bits=(4,),
+                                        data="synthetic", meta_batch=2, batch_size=16,
+                                        act_noise=weight))
+        step.arch_sampler.indices = lambda s: [0, 1]
+        logged = step.train_step()
+        assert ("act_noise" in logged) == (weight > 0)
+        assert weight == 0 or 0 < logged["act_noise"] < 1  # both networks at 4 bits
+        ghns[weight] = torch.cat([p.detach().flatten() for p in step.ghn.parameters()])
+    assert not torch.equal(ghns[0.0], ghns[50.0])
+    with pytest.raises(ValueError, match="act_noise must be >= 0"):
+        TrainConfig(bits=(4,), act_noise=-1.0)
+    with pytest.raises(ValueError, match="no bit-width below 32 is drawn"):
+        TrainConfig(bits=(32,), act_noise=1.0)

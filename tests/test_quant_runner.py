@@ -278,3 +278,26 @@ def test_released_parameters_free_memory_and_keep_the_results(fold_bn):
     assert all(layer.act_quant.mode == "frozen" for layer in runner.layers.values())
     with pytest.raises(ParamsMismatchError, match="were released .* pass params"):
         runner(x)
+
+
+def test_activation_noise_is_the_mean_share_of_the_quantized_layers_of_the_last_pass():
+    model = small_cnn()
+    runner = quantize(model, QuantSpec(w_bits=4, a_bits=4, layers={"9": (4, 32)}),
+                      (2, 3, 8, 8)).set_noise_recording()
+    x = torch.randn(4, 3, 8, 8)
+    params = {n: p.detach().clone().requires_grad_(True) for n, p in model.named_parameters()}
+    runner(x, params)
+    quantized = [q.act_quant for name, q in runner.layers.items() if name != "9"]
+    assert len(quantized) == 2 and runner.layers["9"].act_quant.noise_share is None
+    expected = torch.stack([q.noise_share for q in quantized]).mean()
+    noise = runner.activation_noise()
+    assert float(noise) == pytest.approx(float(expected)) and 0 < float(noise) < 1
+    noise.backward()  # differentiable in the parameters that shaped the activations
+    assert params["1.weight"].grad is not None and params["1.weight"].grad.abs().sum() > 0
+    assert runner.activation_noise() is None  # forgotten once read
+    runner.set_bits(QuantSpec())
+    runner(x, params)
+    assert runner.activation_noise() is None  # float activations
+    runner.set_bits(QuantSpec.uniform(4)).set_noise_recording(False)
+    runner(x, params)
+    assert runner.activation_noise() is None

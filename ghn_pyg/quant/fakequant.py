@@ -37,7 +37,7 @@ from ..graph.bits import FLOAT_BITS
 
 __all__ = [
     "EPS", "weight_qrange", "act_qrange", "weight_scale", "act_qparams", "fake_quant_weight",
-    "fake_quant_act", "lsq_fake_quant",
+    "fake_quant_act", "lsq_fake_quant", "quant_noise_share",
 ]
 
 #: Smallest scale; keeps zero-range tensors finite.
@@ -186,6 +186,38 @@ def fake_quant_act(x: Tensor, bits: int, low: Tensor | None = None,
     scale, zero_point = _act_qparams_float(low, high, bits)
     qmin, qmax = act_qrange(bits)
     return _fake_quant(x.float(), scale, zero_point, qmin, qmax).to(x.dtype)
+
+
+def quant_noise_share(x: Tensor, bits: int) -> Tensor:
+    r"""Mean share of uniform quantization noise in the power of each channel of ``x``,
+    differentiable in ``x`` (through its range and its channels' variances).
+
+    With the per-tensor range of ``x`` widened to hold 0, its quantization step
+    :math:`\Delta` and the noise :math:`\Delta^2/12` of rounding to that grid,
+
+    .. math::
+        \Delta = \frac{\max(x, 0) - \min(x, 0)}{2^b - 1}, \qquad
+        \text{share} = \frac{1}{C} \sum_{c=1}^{C}
+        \frac{\Delta^2 / 12}{\Delta^2 / 12 + \operatorname{Var}(x_c)},
+
+    between 0 (every channel resolved finely) and 1 (every channel below one step, so
+    rounded to a constant). One large value stretches :math:`\Delta` for every channel
+    and a weak channel has little variance: both raise the share, which a penalty on it
+    pushes down.
+
+    Args:
+        x: [B, C, ...] activations (channels on dim 1; [B] is one channel).
+        bits: bit-width of the unsigned activation grid.
+
+    Returns:
+        A 0-d float32 tensor in [0, 1).
+    """
+    x = x.float()
+    step = (x.amax().clamp(min=0) - x.amin().clamp(max=0)) / (2 ** bits - 1)
+    noise = step.pow(2) / 12
+    channels = x.unsqueeze(0) if x.dim() == 1 else x.transpose(0, 1).flatten(1)
+    variance = channels.var(dim=1, unbiased=False)
+    return (noise / (noise + variance).clamp_min(EPS)).mean()
 
 
 def lsq_fake_quant(x: Tensor, scale: Tensor, zero_point: Tensor | float, qmin: int,

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from .fakequant import (EPS, act_qparams, act_qrange, fake_quant_act, fake_quant_weight,
-                        lsq_fake_quant, weight_qrange, weight_scale)
+                        lsq_fake_quant, quant_noise_share, weight_qrange, weight_scale)
 from ..graph.bits import FLOAT_BITS
 
 __all__ = ["WeightQuantizer", "ActQuantizer", "CALIBRATION_METHODS", "clip_range"]
@@ -87,7 +87,9 @@ class ActQuantizer(nn.Module):
     point are parameters (LSQ), initialised from the first batch or the calibration.
 
     With ``track_error`` it accumulates the squared error between float and
-    fake-quantized inputs (:attr:`mse`).
+    fake-quantized inputs (:attr:`mse`). With ``record_noise`` each quantizing forward
+    pass keeps :func:`~ghn_pyg.quant.fakequant.quant_noise_share` of its input, with its
+    autograd graph, in :attr:`noise_share` (None until then), for a training penalty.
     """
 
     def __init__(self, bits: int = FLOAT_BITS, learnable: bool = False) -> None:
@@ -98,6 +100,8 @@ class ActQuantizer(nn.Module):
         self.method: CalibrationMethod = "minmax"
         self.percentile = 99.99
         self.track_error = False
+        self.record_noise = False
+        self.noise_share: Tensor | None = None
         self.register_buffer("low", torch.zeros(()))
         self.register_buffer("high", torch.zeros(()))
         self._samples: list[Tensor] = []
@@ -176,6 +180,8 @@ class ActQuantizer(nn.Module):
             out = fake_quant_act(x, self.bits, self.low, self.high)
         else:
             out = fake_quant_act(x, self.bits)
+        if self.record_noise:
+            self.noise_share = quant_noise_share(x, self.bits)
         if self.track_error:
             err = (x.detach() - out.detach()).float().pow(2).sum()
             self._err_sum = err if self._err_sum is None else self._err_sum + err

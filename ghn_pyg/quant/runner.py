@@ -122,6 +122,27 @@ class QuantizedModel(nn.Module):
                 sub.collapse_guard = bool(enabled)
         return self
 
+    def set_noise_recording(self, enabled: bool = True) -> "QuantizedModel":
+        """Make every layer's activation quantizer keep the quantization-noise share of
+        its input on each forward pass (see :meth:`activation_noise`); returns self."""
+        for layer in self.layers.values():
+            layer.act_quant.record_noise = bool(enabled)
+            layer.act_quant.noise_share = None
+        return self
+
+    def activation_noise(self) -> Tensor | None:
+        """The mean quantization-noise share of the inputs of the layers that quantized
+        their activations in the last forward pass, with its autograd graph (a 0-d
+        tensor in [0, 1); see :func:`~ghn_pyg.quant.fakequant.quant_noise_share`), and
+        forget them; None when no layer recorded one (float activations, or
+        :meth:`set_noise_recording` off)."""
+        shares = []
+        for layer in self.layers.values():
+            if layer.act_quant.noise_share is not None:
+                shares.append(layer.act_quant.noise_share)
+                layer.act_quant.noise_share = None
+        return torch.stack(shares).mean() if shares else None
+
     def check_params(self, params: Mapping[str, Tensor]) -> None:
         """Raise one :class:`ParamsMismatchError` listing every problem in ``params``:
         missing, unknown or mis-shaped entries, a floating dtype other than the model's,

@@ -21,7 +21,8 @@ __all__ = ["TrainConfig", "load_config", "add_config_arguments", "config_from_ar
 #: What a run saved before these settings existed was trained with.
 LEGACY_SETTINGS: dict[str, Any] = {"bit_weights": [], "seed_bits": False,
                                    "collapse_guard": False, "net_grad_clip": 0.0,
-                                   "range_images": 0, "train_bn": "batch"}
+                                   "range_images": 0, "train_bn": "batch",
+                                   "act_noise": 0.0}
 
 #: Settings a resumed run may change; every other one must match the checkpoint's.
 #: ``meta_batch`` only with the number of processes, so that the networks per step
@@ -59,7 +60,10 @@ class TrainConfig:
     own range), ``train_bn`` (``"batch"``: networks normalise with each training batch's
     statistics; ``"calibrated"``: each step, as the calibrated evaluation protocol deploys
     them, BN statistics are estimated on the ``range_images`` images, then the ranges are
-    calibrated and frozen, and the training batch is normalised with those statistics);
+    calibrated and frozen, and the training batch is normalised with those statistics),
+    ``act_noise`` (weight of a penalty on the quantization-noise share of quantized
+    networks' activations, :meth:`~ghn_pyg.quant.QuantizedModel.activation_noise`, added
+    to each such network's loss; 0: off);
     ``init_ckpt`` starts from a
     float GHN, whose untrained bit embeddings start as copies of its nearest trained
     one with ``seed_bits``. Run: ``out`` folder,
@@ -120,6 +124,7 @@ class TrainConfig:
     net_grad_clip: float = 5.0
     range_images: int = 0
     train_bn: str = "batch"
+    act_noise: float = 0.0
     out: str = "runs/ghn"
     ckpt_every: int = 200
     seed: int = 0
@@ -191,6 +196,12 @@ class TrainConfig:
         for key in ("bias_range", "bias_slope", "norm_slope"):
             if not getattr(self, key) > 0:
                 raise ValueError(f"{key} must be > 0, got {getattr(self, key)}")
+        if not self.act_noise >= 0:
+            raise ValueError(f"act_noise must be >= 0 (0: off), got {self.act_noise}")
+        if self.act_noise > 0 and not any(b < 32 for b in self.bits):
+            raise ValueError("act_noise penalises quantized activations, but no bit-width "
+                             f"below 32 is drawn (bits {list(self.bits)}): set --bits, e.g. "
+                             "32:1,8:1,4:2,2:1")
         if self.train_bn == "calibrated" and self.range_images < 1:
             raise ValueError("train_bn 'calibrated' estimates BN statistics and activation "
                              "ranges on range_images images each step: set range_images >= 1, "
@@ -327,6 +338,9 @@ HELP: dict[str, str] = {
     "each step, estimate BN statistics on the --range-images images, calibrate and freeze "
     "the ranges, and normalise with those statistics, as the calibrated evaluation deploys "
     "the networks",
+    "act_noise": "GHN-QAT: add this weight times the mean share of quantization noise in the "
+    "power of each quantized layer's input channels to each quantized network's loss "
+    "(0: off)",
     "net_grad_clip": "clip each network's gradient w.r.t. its predicted parameters to this "
     "norm before it reaches the GHN, so no single network dominates a step (default 5; 0: "
     "off)",

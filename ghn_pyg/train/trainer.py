@@ -247,6 +247,7 @@ class Trainer:
         module = self.archs.build_module(idx, device=self.device)
         runner = quantize(module, None, (1, *self.config.in_shape), bn="batch", graph=graph)
         runner.set_collapse_guard(self.config.collapse_guard).release_parameters()
+        runner.set_noise_recording(self.config.act_noise > 0)
         if len(self._runners) < self.config.runner_cache:
             self._runners[idx] = runner
         return runner
@@ -278,10 +279,11 @@ class Trainer:
                        if self.range_batcher is not None else None)
         outputs = self.networks.map(lambda k: self._network_forward(
             runners[k], predicted[k], images, labels, calibration), len(runners))
-        logits = [out for out, _ in outputs]
-        net_losses = [net_loss for _, net_loss in outputs]
-        losses = torch.stack(net_losses)
-        loss = losses.mean()
+        logits = [out[0] for out in outputs]
+        net_losses = [out[1] for out in outputs]
+        cross_entropies = torch.stack([out[2] for out in outputs])
+        noise = [out[3] for out in outputs if out[3] is not None]
+        loss = torch.stack(net_losses).mean()
         self.optimizer.zero_grad(set_to_none=True)
         finite = distributed.all_finite(loss, self.world)
         net_norms = [float("nan")] * len(graphs)
@@ -307,17 +309,25 @@ class Trainer:
         with torch.no_grad():
             accuracy = torch.stack([(out.argmax(1) == labels).float().mean() for out in logits])
         seconds = time.perf_counter() - start
-        metrics = {"step": self.step, "loss": loss.item(), "accuracy": accuracy.mean().item(),
+        metrics = {"step": self.step, "loss": cross_entropies.mean().item(),
+                   "accuracy": accuracy.mean().item(),
                    "lr": self.scheduler.get_last_lr()[0], "grad_norm": grad_norm,
                    "nan_skips": self.nan_skips, "seconds": seconds,
                    "images_per_s": len(indices) * cfg.batch_size / seconds}
-        metrics.update(_per_bits(graphs, losses.detach().tolist(), net_norms, cfg.bits))
+        if cfg.act_noise > 0:
+            metrics["act_noise"] = (torch.stack(noise).mean().item() if noise
+                                    else float("nan"))
+        metrics.update(_per_bits(graphs, cross_entropies.tolist(), net_norms, cfg.bits))
         return metrics
 
     def _network_forward(self, runner: QuantizedModel, params: dict[str, torch.Tensor],
                          images: torch.Tensor, labels: torch.Tensor,
-                         calibration: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """One network's logits and loss with its predicted ``params``.
+                         calibration: torch.Tensor | None
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """One network's logits, loss, cross-entropy (detached) and activation-noise
+        share (detached; None without ``act_noise`` or quantized activations) with its
+        predicted ``params``; the loss is the cross-entropy plus ``act_noise`` times the
+        share.
 
         With ``calibration`` images (``range_images``), a quantized network's activation
         ranges are first fixed from them (min/max, as the ``calibrated`` evaluation
@@ -338,7 +348,12 @@ class Trainer:
                     runner.calibrate([calibration], 1, params=params)
             with record_function("step: networks forward"):
                 logits = runner(images, params)
-                return logits, F.cross_entropy(logits.float(), labels)
+                cross_entropy = F.cross_entropy(logits.float(), labels)
+        noise = runner.activation_noise() if self.config.act_noise > 0 else None
+        if noise is None:
+            return logits, cross_entropy, cross_entropy.detach(), None
+        return (logits, cross_entropy + self.config.act_noise * noise, cross_entropy.detach(),
+                noise.detach())
 
     def _backward(self, predicted: list[dict[str, torch.Tensor]],
                   losses: list[torch.Tensor]) -> list[float]:
