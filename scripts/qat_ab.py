@@ -99,6 +99,8 @@ CAMPAIGN_BASE = ("--lr 3e-5 --warmup 30 --grad-clip 2 --seed 4 --meta-batch 8 --
                  "--bits 32:1,8:1,4:2,2:1 --seed-bits --collapse-guard --net-grad-clip 5 "
                  "--range-images 128 --log-every 10 --ckpt-every 50")
 TRAIN_BN_ARMS = {"batch": "--train-bn batch", "calibrated": "--train-bn calibrated"}
+#: The activation-noise penalty's weights, against the shipped recipe (``batch``).
+ACT_NOISE_ARMS = {"batch": "", "act-noise-3": "--act-noise 3", "act-noise-30": "--act-noise 30"}
 #: Float training from scratch, common to every GHN-2 fidelity arm.
 FLOAT_BASE = ("--lr 1e-3 --warmup 50 --grad-clip 5 --seed 3 --meta-batch 8 --batch-size 64 "
               "--log-every 10 --ckpt-every 50")
@@ -118,19 +120,24 @@ BITS = (32, 8, 4, 2)
 class Suite:
     """A family of arms: common flags, each arm's own, what differences are taken to
     (``reference``: an arm's name, or ``None`` for the GHN the arms start from) and
-    whether the arms start from ``--init`` (which is then evaluated too)."""
+    whether the arms start from ``--init`` (which is then evaluated too); ``val_seed``
+    splits the training images into training and validation ones, for the arms'
+    training and for the evaluation (3 for the campaign's GHNs, which trained with it)."""
 
     title: str
     base: str
     arms: dict[str, str]
     reference: str | None
     from_init: bool = True
+    val_seed: int = 0
 
 
 SUITES = {
     "qat": Suite("GHN-QAT A/B", BASE, ARMS, None),
     "train-bn": Suite("GHN-QAT normalisation in training A/B", CAMPAIGN_BASE, TRAIN_BN_ARMS,
                       "batch"),
+    "act-noise": Suite("GHN-QAT activation-noise penalty A/B", CAMPAIGN_BASE, ACT_NOISE_ARMS,
+                       "batch", val_seed=3),
     "ghn2-fidelity": Suite("GHN-2 fidelity A/B (float, from scratch)", FLOAT_BASE,
                            FIDELITY_ARMS, "library", from_init=False),
 }
@@ -143,7 +150,8 @@ def arm_config(name: str, args: argparse.Namespace):
     add_config_arguments(parser)
     flags = shlex.split(f"{suite.base} {suite.arms[name]}") + [
         "--graphs", args.graphs, "--num-archs", str(args.num_archs), "--steps", str(args.steps),
-        "--out", str(args.out / "runs" / name), "--device", args.device]
+        "--out", str(args.out / "runs" / name), "--device", args.device,
+        "--val-seed", str(suite.val_seed)]
     if suite.from_init:
         flags += ["--init-ckpt", args.init]
     if args.data_root:
@@ -301,8 +309,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.train_only:
         return
     archs = ModuleArchs(val_models(args.val_archs), (1, 28, 28))
-    images = load_images("fashion-mnist", "val", args.data_root)
-    train = load_images("fashion-mnist", "train", args.data_root)
+    images = load_images("fashion-mnist", "val", args.data_root, seed=suite.val_seed)
+    train = load_images("fashion-mnist", "train", args.data_root, seed=suite.val_seed)
     ghns = {FLOAT: GHN.load(args.init)} if suite.from_init else {}
     ghns.update({name: GHN.load(path) for name, path in checkpoints.items()})
     rows = []
@@ -318,7 +326,8 @@ def main(argv: list[str] | None = None) -> None:
     reference = suite.reference or FLOAT
     start_text = f" from `{Path(args.init).name}`" if suite.from_init else ""
     text = (f"# {suite.title}: {args.steps} steps{start_text}\n\n"
-            f"{args.val_archs} validation architectures, {args.images} validation images, "
+            f"{args.val_archs} validation architectures, {args.images} validation images "
+            f"(val seed {suite.val_seed}), "
             f"protocol `calibrated` ({args.bn_batches} BN + {args.calib_batches} calibration "
             "batches of 256 training images), per-channel weights; Δ: mean ± standard error of "
             f"the difference to `{reference}` on the same architectures, in points.\n\n"

@@ -418,6 +418,22 @@ def test_export_ghn_records_every_training_phase(graphs, tmp_path):
     assert not (tmp_path / "nothing.json").exists()
 
 
+def test_act_noise_suite_trains_the_penalty_arms_on_the_campaign_validation_split(tmp_path):
+    fake_fmnist(tmp_path, 600)
+    out = tmp_path / "act-noise"
+    bad = run_qat_ab(tmp_path, out, "--suite", "act-noise", "--arms", "act-noise-3")
+    assert bad.returncode == 2 and "needs its reference arm 'batch'" in bad.stderr
+    done = run_qat_ab(tmp_path, out, "--suite", "act-noise", "--arms", "batch,act-noise-3")
+    assert done.returncode == 0, done.stderr[-2000:]
+    table = (out / "ab.md").read_text()
+    assert "difference to `batch`" in table and "(val seed 3)" in table
+    assert "| act-noise-3 " in table and "`act-noise-3`: `--act-noise 3`" in table
+    saved = {arm: torch.load(out / "runs" / arm / "last.pt", weights_only=True)["config"]
+             for arm in ("batch", "act-noise-3")}
+    assert [saved[a]["act_noise"] for a in ("batch", "act-noise-3")] == [0.0, 3.0]
+    assert all(c["val_seed"] == 3 and c["lr"] == 3e-5 for c in saved.values())
+
+
 def test_quant_error_sources_agrees_with_the_evaluation_and_splits_the_4bit_loss(tmp_path):
     script = load("quant_error_sources")
     flags = ["--data", "synthetic", "--archs", "2", "--images", "40", "--bn-batches", "1",
