@@ -219,21 +219,26 @@ def test_fidelity_suite_trains_float_arms_against_its_reference_arm(tmp_path):
     assert saved["config"]["bits"] == []
 
 
-def test_train_bn_suite_starts_both_arms_from_the_float_ghn_against_batch(tmp_path):
+@pytest.mark.parametrize("suite, arm, flags, key, values, val_seed", [
+    ("train-bn", "calibrated", "--train-bn calibrated", "train_bn", ["batch", "calibrated"], 0),
+    ("act-noise", "act-noise-3", "--act-noise 3", "act_noise", [0.0, 3.0], 3)])
+def test_suites_against_batch_start_both_arms_from_the_float_ghn(tmp_path, suite, arm, flags,
+                                                                  key, values, val_seed):
     fake_fmnist(tmp_path, 600)
-    out = tmp_path / "train-bn"
-    bad = run_qat_ab(tmp_path, out, "--suite", "train-bn", "--arms", "calibrated")
+    out = tmp_path / suite
+    bad = run_qat_ab(tmp_path, out, "--suite", suite, "--arms", arm)
     assert bad.returncode == 2 and "needs its reference arm 'batch'" in bad.stderr
-    done = run_qat_ab(tmp_path, out, "--suite", "train-bn", "--arms", "batch,calibrated")
+    done = run_qat_ab(tmp_path, out, "--suite", suite, "--arms", f"batch,{arm}")
     assert done.returncode == 0, done.stderr[-2000:]
     table = (out / "ab.md").read_text()
     assert "difference to `batch`" in table and "| float GHN (start) |" in table
-    assert "| calibrated " in table and "`calibrated`: `--train-bn calibrated`" in table
-    saved = {arm: torch.load(out / "runs" / arm / "last.pt", weights_only=True)["config"]
-             for arm in ("batch", "calibrated")}
-    assert [saved[a]["train_bn"] for a in ("batch", "calibrated")] == ["batch", "calibrated"]
+    assert f"| {arm} " in table and f"`{arm}`: `{flags}`" in table
+    assert f"(val seed {val_seed})" in table
+    saved = {a: torch.load(out / "runs" / a / "last.pt", weights_only=True)["config"]
+             for a in ("batch", arm)}
+    assert [saved[a][key] for a in ("batch", arm)] == values
     assert all(c["init_ckpt"] and c["range_images"] == 128 and c["lr"] == 3e-5
-               for c in saved.values())
+               and c["val_seed"] == val_seed for c in saved.values())
 
 
 def test_probe_gradients_prints_per_layer_and_summary(tmp_path, capsys):
@@ -416,22 +421,6 @@ def test_export_ghn_records_every_training_phase(graphs, tmp_path):
     with pytest.raises(CheckpointError):
         export.main([str(tmp_path / "float" / "last.pt"), str(tmp_path / "nothing")])
     assert not (tmp_path / "nothing.json").exists()
-
-
-def test_act_noise_suite_trains_the_penalty_arms_on_the_campaign_validation_split(tmp_path):
-    fake_fmnist(tmp_path, 600)
-    out = tmp_path / "act-noise"
-    bad = run_qat_ab(tmp_path, out, "--suite", "act-noise", "--arms", "act-noise-3")
-    assert bad.returncode == 2 and "needs its reference arm 'batch'" in bad.stderr
-    done = run_qat_ab(tmp_path, out, "--suite", "act-noise", "--arms", "batch,act-noise-3")
-    assert done.returncode == 0, done.stderr[-2000:]
-    table = (out / "ab.md").read_text()
-    assert "difference to `batch`" in table and "(val seed 3)" in table
-    assert "| act-noise-3 " in table and "`act-noise-3`: `--act-noise 3`" in table
-    saved = {arm: torch.load(out / "runs" / arm / "last.pt", weights_only=True)["config"]
-             for arm in ("batch", "act-noise-3")}
-    assert [saved[a]["act_noise"] for a in ("batch", "act-noise-3")] == [0.0, 3.0]
-    assert all(c["val_seed"] == 3 and c["lr"] == 3e-5 for c in saved.values())
 
 
 def test_quant_error_sources_agrees_with_the_evaluation_and_splits_the_4bit_loss(tmp_path):
