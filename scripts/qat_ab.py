@@ -16,6 +16,12 @@ statistics estimated on the range images with the ranges frozen after them, as t
 ``calibrated`` protocol deploys the networks (``calibrated``, ``--train-bn
 calibrated``); differences are taken to ``batch``.
 
+Suite ``act-noise``: the same start and recipe as ``train-bn``, with the training and
+validation images split by seed 3 (as the float GHN was trained: its validation images
+are unseen), and a penalty on the quantization-noise share of the quantized networks'
+activations (``--act-noise`` 3 or 30) against none (``batch``, the shipped recipe);
+differences are taken to ``batch``.
+
 Suite ``ghn2-fidelity``: float GHNs trained from scratch (AdamW at 1e-3, 50 warm-up
 steps, clip 5, seed 3) with this library's output ranges and message MLPs
 (``library``) or with one of GHN-2's reference choices (:data:`FIDELITY_ARMS`: biases
