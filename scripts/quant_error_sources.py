@@ -15,6 +15,12 @@ test split), BN statistics from ``--bn-batches`` and activation ranges from
 ``--calib-batches`` training batches of 256. The same predicted parameters enter every
 quantized column, so the differences between columns are the error of each source alone.
 
+With ``--cumulative I`` it also follows validation architecture ``I`` layer by layer:
+the activations of its first k quantizable layers at 4 bits (weights and the other
+activations float, the same W4A4 prediction, ranges calibrated anew for each k), for
+every k, so the layer where the accuracy collapses shows even when no single layer
+costs much alone (``OUT/cumulative-val-II.md``).
+
 Prints and writes ``OUT/sources.md`` (mean ± standard error over architectures, and the
 mean paired loss of each column to FP32) and ``OUT/sources.csv`` (one row per GHN,
 architecture and column)::
@@ -88,6 +94,23 @@ def column_accuracies(ghn: GHN, archs: ModuleArchs, index: int,
     return out
 
 
+def cumulative_activation_accuracies(ghn: GHN, archs: ModuleArchs, index: int,
+                                     setup: EvalSetup) -> list[tuple[str, float]]:
+    """``[(layer, top-1 fraction)]``: architecture ``index`` run with the W4A4 prediction
+    of ``ghn``, float weights and the input activations of the layers up to and
+    including ``layer`` (in execution order) at 4 bits, the others float."""
+    graph, module = archs[index], archs.build_module(index)
+    runner = setup.runner(module, archs.in_shape)
+    with torch.no_grad():
+        params = ghn(annotate(graph, QuantSpec.uniform(4)))[0]
+    names = list(runner.layers)
+    out = []
+    for k, name in enumerate(names, 1):
+        runner.set_bits(QuantSpec(layers={n: (32, 4) for n in names[:k]}))
+        out.append((name, setup.top1(runner, params)))
+    return out
+
+
 def paired_loss(table: dict[str, list[float]], column: str) -> tuple[float, float]:
     """Mean and standard error (in points) of FP32 minus ``column`` over architectures."""
     diffs = [100 * (a - b) for a, b in zip(table["FP32"], table[column])]
@@ -127,11 +150,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data", default="fashion-mnist",
                         help="image data (fashion-mnist; synthetic for a smoke test)")
     parser.add_argument("--data-root", default=None, help="the image data's folder")
+    parser.add_argument("--cumulative", type=int, default=None, metavar="I",
+                        help="also quantize validation architecture I's activations layer "
+                             "by layer, cumulatively (OUT/cumulative-val-II.md)")
     parser.add_argument("--out", type=Path, default=Path("docs/results/quant-error-sources"))
     args = parser.parse_args(argv)
     for key in ("archs", "images", "bn_batches", "calib_batches"):
         if getattr(args, key) < 1:
             parser.error(f"--{key.replace('_', '-')} must be >= 1")
+    if args.cumulative is not None and not 0 <= args.cumulative < args.archs:
+        parser.error(f"--cumulative must name one of the {args.archs} validation "
+                     f"architectures (0..{args.archs - 1}), got {args.cumulative}")
     args.ghn = args.ghn or ["ghn-fmnist", "ghn-qat-fmnist"]
     return args
 
@@ -152,7 +181,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, list[float]]]:
                                 first.calibration, first.test, first.device)
               for column, (_, _, method, after) in COLUMNS.items()}
     results: dict[str, dict[str, list[float]]] = {}
-    per_arch = []
+    per_arch, cumulative = [], {}
     for name in args.ghn:
         ghn = GHN.load_any(name).eval()
         table = results.setdefault(name, {c: [] for c in COLUMNS})
@@ -161,6 +190,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, list[float]]]:
             for column, value in accuracies.items():
                 table[column].append(value)
                 per_arch.append([name, archs[i].name, column, value])
+        if args.cumulative is not None:
+            cumulative[name] = cumulative_activation_accuracies(ghn, archs, args.cumulative,
+                                                                setups["A4 only"])
     text = (f"# Sources of the 4-bit loss\n\n{args.archs} `efficient` validation "
             f"architectures, {args.images} validation images (val seed {args.val_seed}), "
             f"{base.describe()}; top-1 %, mean ± standard error over architectures.\n\n"
@@ -175,6 +207,18 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, list[float]]]:
         writer.writerow(["ghn", "arch", "column", "accuracy"])
         writer.writerows(per_arch)
     print(text)
+    if cumulative:
+        arch = archs[args.cumulative].name
+        layers = [layer for layer, _ in next(iter(cumulative.values()))]
+        rows = [[k + 1, layer] + [f"{100 * cumulative[n][k][1]:.1f}" for n in cumulative]
+                for k, layer in enumerate(layers)]
+        steps = (f"# `{arch}`: activations at 4 bits up to each layer\n\nThe W4A4 "
+                 "prediction with float weights; the input activations of layers 1..k at 4 "
+                 f"bits, the rest float; {base.describe()}; top-1 %.\n\n"
+                 + markdown_table(["k", "layer", *cumulative], rows) + "\n")
+        with atomic_path(args.out / f"cumulative-{arch}.md") as tmp:
+            tmp.write_text(steps)
+        print(steps)
     return results
 
 

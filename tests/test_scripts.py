@@ -448,6 +448,17 @@ def test_quant_error_sources_agrees_with_the_evaluation_and_splits_the_4bit_loss
     assert written[0] == ["ghn", "arch", "column", "accuracy"] and len(written) == 1 + 2 * 7
     text = (tmp_path / "sources.md").read_text()
     assert "| W4 only" in text and "Loss to FP32" in text
+    # layer by layer: all layers' activations at 4 bits is the A4-only column
+    setup = script.EvalSetup.create(images, train, EvalProtocol("calibrated", 1, 1), 40)
+    steps = script.cumulative_activation_accuracies(GHN.load_any("ghn-fmnist"), archs, 1, setup)
+    from ghn_pyg.quant import quantize
+    assert [layer for layer, _ in steps] == list(quantize(
+        archs.build_module(1), None, (1, 1, 28, 28)).layers)
+    assert steps[-1][1] == pytest.approx(table["A4 only"][1])
+    script.main(["--ghn", "ghn-fmnist", *flags, "--cumulative", "1"])
+    assert "| k " in (tmp_path / "cumulative-val-01.md").read_text()
+    with pytest.raises(SystemExit):
+        script.main([*flags, "--cumulative", "2"])  # only architectures 0 and 1
     with pytest.raises(SystemExit):
         script.main([*flags, "--archs", "0"])
     from ghn_pyg.nn import CheckpointError
