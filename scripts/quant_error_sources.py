@@ -55,6 +55,7 @@ from ghn_pyg.report import markdown_table  # noqa: E402
 from ghn_pyg.spaces import get_space  # noqa: E402
 from ghn_pyg.train.evaluate import EvalSetup, ModuleArchs  # noqa: E402
 from ghn_pyg.train.protocol import EvalProtocol  # noqa: E402
+from ghn_pyg.train.tables import format_accuracy  # noqa: E402
 
 #: Each column: (weight bits, activation bits, calibration method, BN after calibration).
 COLUMNS: dict[str, tuple[int, int, str, bool]] = {
@@ -111,11 +112,15 @@ def cumulative_activation_accuracies(ghn: GHN, archs: ModuleArchs, index: int,
     return out
 
 
+def mean_se(values: list[float]) -> tuple[float, float]:
+    """Mean and standard error of ``values`` (0 for a single value)."""
+    se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0
+    return statistics.fmean(values), se
+
+
 def paired_loss(table: dict[str, list[float]], column: str) -> tuple[float, float]:
     """Mean and standard error (in points) of FP32 minus ``column`` over architectures."""
-    diffs = [100 * (a - b) for a, b in zip(table["FP32"], table[column])]
-    se = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else 0.0
-    return statistics.fmean(diffs), se
+    return mean_se([100 * (a - b) for a, b in zip(table["FP32"], table[column])])
 
 
 def sources_table(results: dict[str, dict[str, list[float]]]) -> str:
@@ -123,11 +128,8 @@ def sources_table(results: dict[str, dict[str, list[float]]]) -> str:
     header = ["GHN", *COLUMNS]
     accuracy_rows, loss_rows = [], []
     for name, table in results.items():
-        values = [table[c] for c in COLUMNS]
-        accuracy_rows.append([name] + [
-            f"{100 * statistics.fmean(v):.1f} ± "
-            f"{100 * statistics.stdev(v) / math.sqrt(len(v)) if len(v) > 1 else 0.0:.1f}"
-            for v in values])
+        accuracy_rows.append([name] + [format_accuracy(*mean_se(table[c]), len(table[c]))
+                                       for c in COLUMNS])
         loss_rows.append([name, ""] + ["%.1f ± %.1f" % paired_loss(table, c)
                                        for c in list(COLUMNS)[1:]])
     return (markdown_table(header, accuracy_rows)
