@@ -15,11 +15,12 @@ test split), BN statistics from ``--bn-batches`` and activation ranges from
 ``--calib-batches`` training batches of 256. The same predicted parameters enter every
 quantized column, so the differences between columns are the error of each source alone.
 
-With ``--cumulative I`` it also follows validation architecture ``I`` layer by layer:
-the activations of its first k quantizable layers at 4 bits (weights and the other
-activations float, the same W4A4 prediction, ranges calibrated anew for each k), for
-every k, so the layer where the accuracy collapses shows even when no single layer
-costs much alone (``OUT/cumulative-val-II.md``).
+With ``--cumulative I`` (repeatable) it also follows validation architecture ``I`` layer
+by layer: the activations of its first k quantizable layers at 4 bits (weights and the
+other activations float, the same W4A4 prediction, ranges calibrated anew for each k),
+for every k, so the layer where the accuracy collapses shows even when no single layer
+costs much alone (``OUT/cumulative-val-II.md``, with the step of the largest drop per
+GHN). ``--cumulative-only`` skips the table of sources.
 
 Prints and writes ``OUT/sources.md`` (mean ± standard error over architectures, and the
 mean paired loss of each column to FP32) and ``OUT/sources.csv`` (one row per GHN,
@@ -99,13 +100,15 @@ def cumulative_activation_accuracies(ghn: GHN, archs: ModuleArchs, index: int,
                                      setup: EvalSetup) -> list[tuple[str, float]]:
     """``[(layer, top-1 fraction)]``: architecture ``index`` run with the W4A4 prediction
     of ``ghn``, float weights and the input activations of the layers up to and
-    including ``layer`` (in execution order) at 4 bits, the others float."""
+    including ``layer`` (in execution order) at 4 bits, the others float; the first
+    entry, ``("(none)", ...)``, runs everything float."""
     graph, module = archs[index], archs.build_module(index)
     runner = setup.runner(module, archs.in_shape)
     with torch.no_grad():
         params = ghn(annotate(graph, QuantSpec.uniform(4)))[0]
     names = list(runner.layers)
-    out = []
+    runner.set_bits(QuantSpec())
+    out = [("(none)", setup.top1(runner, params))]
     for k, name in enumerate(names, 1):
         runner.set_bits(QuantSpec(layers={n: (32, 4) for n in names[:k]}))
         out.append((name, setup.top1(runner, params)))
@@ -152,23 +155,56 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data", default="fashion-mnist",
                         help="image data (fashion-mnist; synthetic for a smoke test)")
     parser.add_argument("--data-root", default=None, help="the image data's folder")
-    parser.add_argument("--cumulative", type=int, default=None, metavar="I",
+    parser.add_argument("--cumulative", type=int, action="append", default=[], metavar="I",
                         help="also quantize validation architecture I's activations layer "
-                             "by layer, cumulatively (OUT/cumulative-val-II.md)")
+                             "by layer, cumulatively (OUT/cumulative-val-II.md; repeatable)")
+    parser.add_argument("--cumulative-only", action="store_true",
+                        help="only the --cumulative runs, not the table of sources")
     parser.add_argument("--out", type=Path, default=Path("docs/results/quant-error-sources"))
     args = parser.parse_args(argv)
     for key in ("archs", "images", "bn_batches", "calib_batches"):
         if getattr(args, key) < 1:
             parser.error(f"--{key.replace('_', '-')} must be >= 1")
-    if args.cumulative is not None and not 0 <= args.cumulative < args.archs:
-        parser.error(f"--cumulative must name one of the {args.archs} validation "
-                     f"architectures (0..{args.archs - 1}), got {args.cumulative}")
+    for index in args.cumulative:
+        if not 0 <= index < args.archs:
+            parser.error(f"--cumulative must name one of the {args.archs} validation "
+                         f"architectures (0..{args.archs - 1}), got {index}")
+    if args.cumulative_only and not args.cumulative:
+        parser.error("--cumulative-only needs at least one --cumulative I")
     args.ghn = args.ghn or ["ghn-fmnist", "ghn-qat-fmnist"]
     return args
 
 
+def cumulative_report(arch: str, cumulative: dict[str, list[tuple[str, float]]],
+                      protocol: str) -> str:
+    """Markdown: per step k, each GHN's accuracy with layers 1..k's activations at 4 bits
+    (step 0: none, the W4A4 prediction run float), then each GHN's largest one-step drop.
+
+    Args:
+        arch: the architecture's name.
+        cumulative: ``{GHN: [(layer, top-1 fraction) for k = 0..L]}`` (step 0's layer is
+            ``"(none)"``).
+        protocol: the protocol's description.
+    """
+    layers = [layer for layer, _ in next(iter(cumulative.values()))]
+    rows = [[k, layer] + [f"{100 * cumulative[n][k][1]:.1f}" for n in cumulative]
+            for k, layer in enumerate(layers)]
+    drops = []
+    for name, steps in cumulative.items():
+        k = max(range(1, len(steps)), key=lambda j: steps[j - 1][1] - steps[j][1])
+        drops.append(f"- {name}: {100 * (steps[k - 1][1] - steps[k][1]):.1f} points at "
+                     f"k = {k} (`{steps[k][0]}`); {100 * (steps[0][1] - steps[-1][1]):.1f} "
+                     "in all")
+    return (f"# `{arch}`: activations at 4 bits up to each layer\n\nThe W4A4 prediction "
+            "with float weights; the input activations of layers 1..k at 4 bits, the rest "
+            f"float; {protocol}; top-1 %.\n\n"
+            + markdown_table(["k", "layer", *cumulative], rows)
+            + "\n\nLargest one-step drop:\n\n" + "\n".join(drops) + "\n")
+
+
 def main(argv: list[str] | None = None) -> dict[str, dict[str, list[float]]]:
-    """Run the decomposition; returns ``{GHN: {column: [accuracy per architecture]}}``."""
+    """Run the decomposition; returns ``{GHN: {column: [accuracy per architecture]}}``
+    (empty with ``--cumulative-only``)."""
     args = parse_args(argv)
     start = time.perf_counter()
     space = get_space("efficient")
@@ -183,25 +219,34 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, list[float]]]:
                                 first.calibration, first.test, first.device)
               for column, (_, _, method, after) in COLUMNS.items()}
     results: dict[str, dict[str, list[float]]] = {}
-    per_arch, cumulative = [], {}
+    per_arch = []
+    cumulative: dict[int, dict[str, list[tuple[str, float]]]] = {i: {} for i in args.cumulative}
+    args.out.mkdir(parents=True, exist_ok=True)
     for name in args.ghn:
         ghn = GHN.load_any(name).eval()
-        table = results.setdefault(name, {c: [] for c in COLUMNS})
-        for i in tqdm(range(len(archs)), desc=f"{name}"):
-            accuracies = column_accuracies(ghn, archs, i, setups)
-            for column, value in accuracies.items():
-                table[column].append(value)
-                per_arch.append([name, archs[i].name, column, value])
-        if args.cumulative is not None:
-            cumulative[name] = cumulative_activation_accuracies(ghn, archs, args.cumulative,
-                                                                setups["A4 only"])
+        if not args.cumulative_only:
+            table = results.setdefault(name, {c: [] for c in COLUMNS})
+            for i in tqdm(range(len(archs)), desc=f"{name}"):
+                accuracies = column_accuracies(ghn, archs, i, setups)
+                for column, value in accuracies.items():
+                    table[column].append(value)
+                    per_arch.append([name, archs[i].name, column, value])
+        for i in tqdm(args.cumulative, desc=f"{name} layer by layer", disable=not args.cumulative):
+            cumulative[i][name] = cumulative_activation_accuracies(ghn, archs, i,
+                                                                   setups["A4 only"])
+    for i, by_ghn in cumulative.items():
+        text = cumulative_report(archs[i].name, by_ghn, base.describe())
+        with atomic_path(args.out / f"cumulative-{archs[i].name}.md") as tmp:
+            tmp.write_text(text)
+        print(text)
+    if args.cumulative_only:
+        return results
     text = (f"# Sources of the 4-bit loss\n\n{args.archs} `efficient` validation "
             f"architectures, {args.images} validation images (val seed {args.val_seed}), "
             f"{base.describe()}; top-1 %, mean ± standard error over architectures.\n\n"
             + sources_table(results)
             + f"\n\nCommand: `python {' '.join(map(shlex.quote, sys.argv))}` on "
             f"{platform.processor() or 'CPU'}, {time.perf_counter() - start:.0f} s.\n")
-    args.out.mkdir(parents=True, exist_ok=True)
     with atomic_path(args.out / "sources.md") as tmp:
         tmp.write_text(text)
     with atomic_path(args.out / "sources.csv") as tmp, open(tmp, "w", newline="") as f:
@@ -209,18 +254,6 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, list[float]]]:
         writer.writerow(["ghn", "arch", "column", "accuracy"])
         writer.writerows(per_arch)
     print(text)
-    if cumulative:
-        arch = archs[args.cumulative].name
-        layers = [layer for layer, _ in next(iter(cumulative.values()))]
-        rows = [[k + 1, layer] + [f"{100 * cumulative[n][k][1]:.1f}" for n in cumulative]
-                for k, layer in enumerate(layers)]
-        steps = (f"# `{arch}`: activations at 4 bits up to each layer\n\nThe W4A4 "
-                 "prediction with float weights; the input activations of layers 1..k at 4 "
-                 f"bits, the rest float; {base.describe()}; top-1 %.\n\n"
-                 + markdown_table(["k", "layer", *cumulative], rows) + "\n")
-        with atomic_path(args.out / f"cumulative-{arch}.md") as tmp:
-            tmp.write_text(steps)
-        print(steps)
     return results
 
 

@@ -452,13 +452,22 @@ def test_quant_error_sources_agrees_with_the_evaluation_and_splits_the_4bit_loss
     setup = script.EvalSetup.create(images, train, EvalProtocol("calibrated", 1, 1), 40)
     steps = script.cumulative_activation_accuracies(GHN.load_any("ghn-fmnist"), archs, 1, setup)
     from ghn_pyg.quant import quantize
-    assert [layer for layer, _ in steps] == list(quantize(
-        archs.build_module(1), None, (1, 1, 28, 28)).layers)
+    assert [layer for layer, _ in steps] == ["(none)", *quantize(
+        archs.build_module(1), None, (1, 1, 28, 28)).layers]
     assert steps[-1][1] == pytest.approx(table["A4 only"][1])
-    script.main(["--ghn", "ghn-fmnist", *flags, "--cumulative", "1"])
-    assert "| k " in (tmp_path / "cumulative-val-01.md").read_text()
+    (tmp_path / "sources.md").unlink()
+    assert script.main(["--ghn", "ghn-fmnist", *flags, "--cumulative", "1", "--cumulative", "0",
+                        "--cumulative-only"]) == {}
+    assert not (tmp_path / "sources.md").exists()  # the table of sources was skipped
+    text = (tmp_path / "cumulative-val-01.md").read_text()
+    assert "| k " in text and "(none)" in text and "- ghn-fmnist:" in text
+    assert (tmp_path / "cumulative-val-00.md").exists()
+    report = script.cumulative_report("a", {"g": [("(none)", .9), ("x", .8), ("y", .3)]}, "p")
+    assert "- g: 50.0 points at k = 2 (`y`); 60.0 in all" in report
     with pytest.raises(SystemExit):
         script.main([*flags, "--cumulative", "2"])  # only architectures 0 and 1
+    with pytest.raises(SystemExit):
+        script.main([*flags, "--cumulative-only"])  # nothing to run
     with pytest.raises(SystemExit):
         script.main([*flags, "--archs", "0"])
     from ghn_pyg.nn import CheckpointError
