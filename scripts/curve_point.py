@@ -27,7 +27,7 @@ from ghn_pyg.data import load_images  # noqa: E402
 from ghn_pyg.nn import GHN  # noqa: E402
 from ghn_pyg.quant.quantizers import CALIBRATION_METHODS  # noqa: E402
 from ghn_pyg.train.curve import CURVE_PROTOCOL, LearningCurve  # noqa: E402
-from ghn_pyg.train.protocol import PROTOCOLS  # noqa: E402
+from ghn_pyg.train.protocol import CALIB_ORDERS, PROTOCOLS  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -49,13 +49,16 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                         choices=CALIBRATION_METHODS)
     parser.add_argument("--bn-after-calib", action="store_true",
                         help="re-estimate BN statistics once more under the frozen ranges")
+    parser.add_argument("--calib-order", default=CURVE_PROTOCOL.calib_order, choices=CALIB_ORDERS,
+                        help="what the ranges are observed on (EvalProtocol.calib_order)")
     parser.add_argument("--protocol", default=CURVE_PROTOCOL.name, choices=PROTOCOLS,
                         help="evaluation protocol (ghn2 ignores the batch options)")
     args = parser.parse_args(argv)
     protocol = CURVE_PROTOCOL.replace(name=args.protocol, bn_batches=args.bn_batches,
                                       calib_batches=args.calib_batches,
                                       calib_method=args.calib_method,
-                                      bn_after_calib=args.bn_after_calib)
+                                      bn_after_calib=args.bn_after_calib,
+                                      calib_order=args.calib_order)
     val = load_images(args.data, "val", seed=args.val_seed)
     train = load_images(args.data, "train", seed=args.val_seed)
     curve = LearningCurve(args.spaces.split(","), args.archs, tuple(val[0][0].shape), 10, val,

@@ -9,6 +9,9 @@ For each GHN and each of the first ``--archs`` validation architectures of the
 - at W4A4 under the calibrated protocol with min/max ranges (the tables' W4A4), with
   ranges from the ``percentile`` (99.99) and ``mse`` calibrations instead, and with the
   BN statistics re-estimated under the frozen min/max ranges (``bn after``),
+- with only the activations, and at W4A4, under the ``float-first`` calibration order
+  (BN statistics and ranges from the network with float activations, then BN under the
+  frozen ranges; ``EvalProtocol.calib_order``),
 
 on ``--images`` validation images (Fashion-MNIST's held-out training images, never the
 test split), BN statistics from ``--bn-batches`` and activation ranges from
@@ -58,15 +61,18 @@ from ghn_pyg.train.evaluate import EvalSetup, ModuleArchs  # noqa: E402
 from ghn_pyg.train.protocol import EvalProtocol  # noqa: E402
 from ghn_pyg.train.tables import format_accuracy  # noqa: E402
 
-#: Each column: (weight bits, activation bits, calibration method, BN after calibration).
-COLUMNS: dict[str, tuple[int, int, str, bool]] = {
-    "FP32": (32, 32, "minmax", False),
-    "W4 only": (4, 32, "minmax", False),
-    "A4 only": (32, 4, "minmax", False),
-    "W4A4": (4, 4, "minmax", False),
-    "W4A4 percentile": (4, 4, "percentile", False),
-    "W4A4 mse": (4, 4, "mse", False),
-    "W4A4 bn after": (4, 4, "minmax", True),
+#: Each column: (weight bits, activation bits, calibration method, BN after calibration,
+#: calibration order).
+COLUMNS: dict[str, tuple[int, int, str, bool, str]] = {
+    "FP32": (32, 32, "minmax", False, "quantized-bn"),
+    "W4 only": (4, 32, "minmax", False, "quantized-bn"),
+    "A4 only": (32, 4, "minmax", False, "quantized-bn"),
+    "W4A4": (4, 4, "minmax", False, "quantized-bn"),
+    "W4A4 percentile": (4, 4, "percentile", False, "quantized-bn"),
+    "W4A4 mse": (4, 4, "mse", False, "quantized-bn"),
+    "W4A4 bn after": (4, 4, "minmax", True, "quantized-bn"),
+    "A4 float-first": (32, 4, "minmax", False, "float-first"),
+    "W4A4 float-first": (4, 4, "minmax", False, "float-first"),
 }
 
 
@@ -89,7 +95,7 @@ def column_accuracies(ghn: GHN, archs: ModuleArchs, index: int,
         float_params = ghn(graph)[0]
         w4a4_params = ghn(annotate(graph, QuantSpec.uniform(4)))[0]
     out = {}
-    for column, (w_bits, a_bits, _, _) in COLUMNS.items():
+    for column, (w_bits, a_bits, *_) in COLUMNS.items():
         runner.set_bits(QuantSpec(w_bits=w_bits, a_bits=a_bits))
         params = float_params if column == "FP32" else w4a4_params
         out[column] = setups[column].top1(runner, params)
@@ -215,9 +221,10 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, list[float]]]:
     train = load_images(args.data, "train", args.data_root, seed=args.val_seed)
     base = EvalProtocol("calibrated", args.bn_batches, args.calib_batches)
     first = EvalSetup.create(images, train, base, args.images)
-    setups = {column: EvalSetup(base.replace(calib_method=method, bn_after_calib=after),
+    setups = {column: EvalSetup(base.replace(calib_method=method, bn_after_calib=after,
+                                             calib_order=order),
                                 first.calibration, first.test, first.device)
-              for column, (_, _, method, after) in COLUMNS.items()}
+              for column, (_, _, method, after, order) in COLUMNS.items()}
     results: dict[str, dict[str, list[float]]] = {}
     per_arch = []
     cumulative: dict[int, dict[str, list[tuple[str, float]]]] = {i: {} for i in args.cumulative}

@@ -48,7 +48,7 @@ import torch  # noqa: E402
 from ghn_pyg.data import load_images, sample_specs  # noqa: E402
 from ghn_pyg.nn import GHN  # noqa: E402
 from ghn_pyg.spaces import TorchvisionSpace, get_space  # noqa: E402
-from ghn_pyg.train.protocol import PROTOCOLS, EvalProtocol  # noqa: E402
+from ghn_pyg.train.protocol import CALIB_ORDERS, PROTOCOLS, EvalProtocol  # noqa: E402
 from ghn_pyg.train.reference import SGDRecipe, SGDReference  # noqa: E402
 from ghn_pyg.fileio import atomic_path  # noqa: E402
 from ghn_pyg.report import markdown_table  # noqa: E402
@@ -74,10 +74,16 @@ def split_models(split: str, counts: dict[str, int]) -> list:
             for i, s in enumerate(sample_specs(space, split, counts[split], 0))]
 
 
+def calibrated_protocol(args: argparse.Namespace) -> EvalProtocol:
+    """The ``calibrated`` protocol the arguments describe."""
+    return EvalProtocol("calibrated", args.bn_batches, args.calib_batches, args.calibration,
+                        calib_order=args.calib_order)
+
+
 def make_jobs(args: argparse.Namespace) -> list[ResultJob]:
     """The table blocks asked for by the arguments."""
     images = args.images or None
-    calibrated = EvalProtocol("calibrated", args.bn_batches, args.calib_batches, args.calibration)
+    calibrated = calibrated_protocol(args)
     jobs = []
     for protocol in (calibrated, EvalProtocol("ghn2")):
         if protocol.name in args.protocols:
@@ -178,6 +184,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--bn-batches", type=int, default=20)
     parser.add_argument("--calib-batches", type=int, default=8)
     parser.add_argument("--calibration", default="minmax", choices=("minmax", "percentile", "mse"))
+    parser.add_argument("--calib-order", default="quantized-bn", choices=CALIB_ORDERS,
+                        help="what the activation ranges are observed on "
+                             "(EvalProtocol.calib_order; cached blocks are kept per order)")
     parser.add_argument("--no-sgd", dest="sgd", action="store_false",
                         help="skip the converged SGD reference")
     parser.add_argument("--no-settings", dest="settings", action="store_false",
@@ -230,8 +239,7 @@ def main() -> None:
     command = " ".join(["python scripts/results_fmnist.py", *command_flags(sys.argv[1:])])
     caption = (f"`{command}` ({args.machine or machine(args.device)}); architectures seed 0, He init seed 0 + architecture index, SGD reference: {recipe.key()}; "
                f"{len(test_images) if not args.images else args.images} test images. "
-               f"Calibrated protocol: BN statistics from {args.bn_batches} training batches of "
-               f"256, activation ranges {args.calibration} on {args.calib_batches} of them.")
+               + calibrated_protocol(args).describe().replace("protocol calibrated", "Calibrated protocol", 1) + ".")
     paths = write_tables(rows, out, args.figures, caption)
     paths["sgd"] = write_sgd_summary(sgd, rows, out / "sgd-reference.md")
     print(Path(paths["markdown"]).read_text())

@@ -101,3 +101,15 @@ def test_debug_shows_the_traceback(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("GHN_PYG_DEBUG", "1")
     assert main(missing) == 2
     assert "Traceback (most recent call last)" in capsys.readouterr().err
+
+
+def test_eval_and_demo_take_the_calibration_order():
+    from ghn_pyg.cli import build_parser
+    from ghn_pyg.commands.arguments import protocol_from_args
+    parser = build_parser()
+    plain = protocol_from_args(parser.parse_args(["eval", "--ckpt", "ghn-fmnist"]))
+    assert plain.calib_order == "quantized-bn"
+    ordered = protocol_from_args(parser.parse_args(["demo", "--calib-order", "float-first"]))
+    assert ordered.calib_order == "float-first" and ordered.bn_batches == 4  # the demo's
+    with pytest.raises(SystemExit):
+        parser.parse_args(["eval", "--ckpt", "ghn-fmnist", "--calib-order", "late"])

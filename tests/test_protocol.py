@@ -151,6 +151,59 @@ def test_bn_after_calib_reestimates_bn_under_the_frozen_ranges(images):
     assert "re-estimated under the frozen ranges" in after.describe()
 
 
+def test_estimate_bn_with_float_activations_estimates_the_float_network(images):
+    train, _ = images
+    model = tiny_net()
+    params = init_params("he", model, seed=1)
+    batches = EvalProtocol(bn_batches=2, batch_size=64).calibration_batches(train)
+    quantized = quantize(copy.deepcopy(model), QuantSpec.uniform(2), (1, 1, 12, 12), bn="batch")
+    quantized.estimate_bn(batches, 2, params, float_activations=True)
+    assert all(layer.act_quant.bits == 2 for layer in quantized.layers.values())  # restored
+    reference = quantize(copy.deepcopy(model), QuantSpec(w_bits=2), (1, 1, 12, 12), bn="batch")
+    reference.estimate_bn(batches, 2, params)  # 2-bit weights, float activations
+    for ours, theirs in zip(bn_statistics(quantized), bn_statistics(reference)):
+        torch.testing.assert_close(ours, theirs)
+    on_quantized = bn_statistics(quantized.estimate_bn(batches, 2, params))
+    assert any(not torch.allclose(a, b) for a, b in zip(on_quantized, bn_statistics(reference)))
+
+
+def test_float_first_observes_ranges_on_the_float_network_then_reestimates_bn(images):
+    train, _ = images
+    model = tiny_net()
+    params = init_params("he", model, seed=1)
+    default = EvalProtocol(bn_batches=3, calib_batches=2, batch_size=64)
+    float_first = default.replace(calib_order="float-first")
+    batches = default.calibration_batches(train)
+
+    def applied(protocol, spec):
+        runner = quantize(copy.deepcopy(model), spec, (1, 1, 12, 12), bn="batch")
+        return protocol.apply(runner, params, batches)
+
+    ours = applied(float_first, QuantSpec.uniform(2))
+    assert ours.bn == "running"
+    assert all(layer.act_quant.mode == "frozen" for layer in ours.layers.values())
+    manual = quantize(copy.deepcopy(model), QuantSpec.uniform(2), (1, 1, 12, 12), bn="batch")
+    manual.estimate_bn(batches, 3, params, float_activations=True)
+    manual.calibrate(batches, 2, params=params)
+    ranges = [(float(l.act_quant.low), float(l.act_quant.high)) for l in manual.layers.values()]
+    manual.estimate_bn(batches, 3, params)
+    assert [(float(l.act_quant.low), float(l.act_quant.high))
+            for l in ours.layers.values()] == ranges
+    for a, b in zip(bn_statistics(ours), bn_statistics(manual)):
+        torch.testing.assert_close(a, b)
+    quantized_bn = applied(default, QuantSpec.uniform(2))  # ranges observed under other BN
+    assert [(float(l.act_quant.low), float(l.act_quant.high))
+            for l in quantized_bn.layers.values()] != ranges
+    for a, b in zip(bn_statistics(applied(default, None)), bn_statistics(applied(float_first, None))):
+        torch.testing.assert_close(a, b)  # at FP32 the orders are the same
+    assert float_first.key() == default.key() + "-floatfirst"
+    assert "with float activations" in float_first.describe()
+    with pytest.raises(ValueError, match="unknown calibration order 'late'"):
+        EvalProtocol(calib_order="late")
+    with pytest.raises(ValueError, match="drop bn_after_calib"):
+        float_first.replace(bn_after_calib=True)
+
+
 def test_ghn2_reproduces_the_per_batch_protocol(images):
     """ghn2 is what evaluation did before protocols existed: batch statistics, per-batch
     ranges, DataLoader batches of the test items."""

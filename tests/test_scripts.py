@@ -98,6 +98,20 @@ def test_regression_reference_compare_writes_nothing(monkeypatch, capsys):
     assert "ghn-qat-fmnist W4: 50.0 (stored " in capsys.readouterr().out
 
 
+def test_results_script_evaluates_under_the_calibration_order_asked_for():
+    script = load("results_fmnist")
+    default = script.make_jobs(script.parse_args([]))
+    ordered = script.make_jobs(script.parse_args(["--calib-order", "float-first"]))
+    assert [j.protocol.calib_order for j in default if j.protocol.name == "calibrated"] \
+        == ["quantized-bn"] * 8
+    assert {j.protocol.calib_order for j in ordered if j.protocol.name == "calibrated"} \
+        == {"float-first"}
+    assert [j.protocol for j in ordered if j.protocol.name == "ghn2"] \
+        == [j.protocol for j in default if j.protocol.name == "ghn2"]
+    with pytest.raises(SystemExit):
+        script.parse_args(["--calib-order", "late"])
+
+
 def test_results_script_resumes_and_writes_every_table(tmp_path):
     fake_fmnist(tmp_path, 60)
     out = tmp_path / "res"
@@ -385,6 +399,14 @@ def test_curve_point_takes_the_tables_protocol(monkeypatch):
     script.main(["ghn-fmnist", "--data", "synthetic", "--archs", "1", "--images", "20", "--bits",
                  "4", "--protocol", "ghn2"])
     assert seen[3].name == "ghn2"
+    script.main(["ghn-fmnist", "--data", "synthetic", "--archs", "1", "--images", "20", "--bits",
+                 "4", "--calib-order", "float-first"])
+    assert seen[4] == script.CURVE_PROTOCOL.replace(calib_order="float-first")
+    with pytest.raises(ValueError, match="drop bn_after_calib"):
+        script.main(["ghn-fmnist", "--data", "synthetic", "--calib-order", "float-first",
+                     "--bn-after-calib"])
+    with pytest.raises(SystemExit):
+        script.main(["ghn-fmnist", "--data", "synthetic", "--calib-order", "late"])
     with pytest.raises(ValueError, match="calib_batches must be >= 1"):
         script.main(["ghn-fmnist", "--data", "synthetic", "--calib-batches", "0"])
     with pytest.raises(SystemExit):
@@ -438,14 +460,16 @@ def test_quant_error_sources_agrees_with_the_evaluation_and_splits_the_4bit_loss
                                 for i, s in enumerate(script.sample_specs(
                                     script.get_space("efficient"), "val", 2, 0))], (1, 28, 28))
     images, train = (load_images("synthetic", split, seed=3) for split in ("val", "train"))
-    for method, column in (("minmax", "W4A4"), ("mse", "W4A4 mse")):
+    for method, order, column in (("minmax", "quantized-bn", "W4A4"),
+                                  ("mse", "quantized-bn", "W4A4 mse"),
+                                  ("minmax", "float-first", "W4A4 float-first")):
         rows = evaluate_split(archs, images, {"ghn": GHN.load_any("ghn-fmnist")}, (32, 4), (),
                               max_images=40, train_images=train, progress=False,
-                              protocol=EvalProtocol("calibrated", 1, 1, method))
+                              protocol=EvalProtocol("calibrated", 1, 1, method, calib_order=order))
         assert [r.accuracy for r in rows if r.bits == 4] == pytest.approx(table[column])
         assert [r.accuracy for r in rows if r.bits == 32] == pytest.approx(table["FP32"])
     written = list(csv.reader(open(tmp_path / "sources.csv")))
-    assert written[0] == ["ghn", "arch", "column", "accuracy"] and len(written) == 1 + 2 * 7
+    assert written[0] == ["ghn", "arch", "column", "accuracy"] and len(written) == 1 + 2 * 9
     text = (tmp_path / "sources.md").read_text()
     assert "| W4 only" in text and "Loss to FP32" in text
     # layer by layer: all layers' activations at 4 bits is the A4-only column

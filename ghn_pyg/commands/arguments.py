@@ -21,7 +21,7 @@ def add_protocol_arguments(parser: argparse.ArgumentParser, **defaults_override)
         defaults_override: other defaults for :class:`~ghn_pyg.train.protocol.EvalProtocol`
             fields (e.g. fewer batches for the demo).
     """
-    from ..train.protocol import PROTOCOLS, EvalProtocol
+    from ..train.protocol import CALIB_ORDERS, PROTOCOLS, EvalProtocol
 
     defaults = EvalProtocol(**defaults_override)
     parser.add_argument("--protocol", choices=PROTOCOLS, default="calibrated",
@@ -36,6 +36,10 @@ def add_protocol_arguments(parser: argparse.ArgumentParser, **defaults_override)
                              f"(default {defaults.calib_batches})")
     parser.add_argument("--calibration", choices=("minmax", "percentile", "mse"),
                         default=defaults.calib_method, help="calibrated: range method")
+    parser.add_argument("--calib-order", choices=CALIB_ORDERS, default=defaults.calib_order,
+                        help="calibrated: quantized-bn (default; BN under per-batch ranges, "
+                             "ranges observed float) or float-first (BN and ranges on the float "
+                             "network, then BN under the frozen ranges)")
     parser.add_argument("--per-tensor", action="store_true",
                         help="one weight scale per tensor (default per output channel)")
     parser.add_argument("--first-last-8bit", action="store_true",
@@ -46,7 +50,8 @@ def protocol_from_args(args: argparse.Namespace):
     """The :class:`~ghn_pyg.train.protocol.EvalProtocol` the flags describe."""
     from ..train.protocol import EvalProtocol
 
-    return EvalProtocol(args.protocol, args.bn_batches, args.calib_batches, args.calibration)
+    return EvalProtocol(args.protocol, args.bn_batches, args.calib_batches, args.calibration,
+                        calib_order=args.calib_order)
 
 
 def input_shape(text: str) -> tuple[int, ...]:

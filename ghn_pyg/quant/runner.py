@@ -249,7 +249,8 @@ class QuantizedModel(nn.Module):
     @torch.no_grad()
     def estimate_bn(self, batches: Iterable[Tensor | Sequence[Tensor]], num_batches: int = 20,
                     params: Mapping[str, Tensor] | None = None,
-                    progress: bool = False) -> "QuantizedModel":
+                    progress: bool = False,
+                    float_activations: bool = False) -> "QuantizedModel":
         r"""Re-estimate every batch norm's running statistics, then switch to ``"running"``.
 
         The running statistics are reset and become the plain average over
@@ -262,14 +263,18 @@ class QuantizedModel(nn.Module):
         what ``nn.BatchNorm`` with ``momentum=None`` accumulates in training (an
         exponential average from reset statistics would keep a share of the reset
         values). Each batch runs the network as it is set now (weights quantized at
-        their bits, activations as the quantizers are set) with ``params``. The
-        original model's running statistics are overwritten.
+        their bits, activations as the quantizers are set, or float with
+        ``float_activations``) with ``params``. The original model's running statistics
+        are overwritten.
 
         Args:
             batches: an iterable of inputs or of ``(input, target, ...)`` tuples.
             num_batches: how many batches to average over.
             params: the parameters to estimate with (default: the model's own).
             progress: show a progress bar.
+            float_activations: run every layer's input activations float (the weights
+                stay at their bits), e.g. to estimate the statistics of the network whose
+                activation ranges a calibration is about to observe.
 
         Raises:
             ValueError: no batch.
@@ -283,6 +288,11 @@ class QuantizedModel(nn.Module):
             for bn in norms:
                 bn.momentum = 1.0 / k
 
+        quantizers = [layer.act_quant for layer in self.layers.values()]
+        act_bits = [q.bits for q in quantizers]
+        if float_activations:
+            for q in quantizers:
+                q.bits = FLOAT_BITS
         self.set_bn("update")
         try:
             seen = self._run_batches(batches, num_batches, params, "estimating BN", progress,
@@ -292,6 +302,8 @@ class QuantizedModel(nn.Module):
         finally:
             for bn, momentum in zip(norms, saved):
                 bn.momentum = momentum
+            for q, bits in zip(quantizers, act_bits):
+                q.bits = bits
             self.set_bn("running")
         return self
 

@@ -16,6 +16,16 @@ SGD-trained networks):
   ``bn_after_calib`` the BN statistics are re-estimated once more under the frozen
   ranges, so that BN normalises what the quantized network computes at test time
   (the statistics of the first pass saw per-batch ranges).
+
+  ``calib_order`` sets what the ranges are observed on. ``"quantized-bn"`` (the
+  default, which every cached table used) estimates BN under per-batch ranges, then
+  observes the ranges with the activations float: BN then normalises statistics it was
+  not estimated on, and a channel that quantization flattened (near-zero variance)
+  produces huge float values that stretch a range far beyond what the quantized
+  network computes. ``"float-first"`` is the usual post-training order: BN estimated
+  with float activations (weights at their bits), the ranges observed on that
+  consistent float network and frozen, then BN re-estimated under the frozen ranges.
+  At FP32 both orders are the same.
 """
 
 from __future__ import annotations
@@ -33,10 +43,13 @@ from ..quant.quantizers import CALIBRATION_METHODS, CalibrationMethod
 from ..quant.runner import QuantizedModel
 from ..graph.bits import FLOAT_BITS
 
-__all__ = ["EvalProtocol", "PROTOCOLS", "resolve_protocol"]
+__all__ = ["CALIB_ORDERS", "EvalProtocol", "PROTOCOLS", "resolve_protocol"]
 
 #: The protocol names.
 PROTOCOLS: tuple[str, ...] = ("ghn2", "calibrated")
+
+#: How ``calibrated`` orders BN estimation and range calibration (see the module doc).
+CALIB_ORDERS: tuple[str, ...] = ("quantized-bn", "float-first")
 
 
 @dataclass(frozen=True)
@@ -54,9 +67,13 @@ class EvalProtocol:
         seed: seed of the choice of training images.
         bn_after_calib: re-estimate the BN statistics once more after the activation
             ranges are frozen (calibrated, quantized activations only).
+        calib_order: ``"quantized-bn"`` (BN under per-batch ranges, then the ranges
+            observed float) or ``"float-first"`` (BN with float activations, ranges
+            observed on that network, then BN under the frozen ranges); calibrated only.
 
     Raises:
-        ValueError: an unknown name or method, or a non-positive count.
+        ValueError: an unknown name, method or order, a non-positive count, or
+            ``bn_after_calib`` with ``"float-first"`` (which always re-estimates).
     """
 
     name: str = "calibrated"
@@ -66,6 +83,7 @@ class EvalProtocol:
     batch_size: int = 256
     seed: int = 0
     bn_after_calib: bool = False
+    calib_order: str = "quantized-bn"
 
     def __post_init__(self) -> None:
         if self.name not in PROTOCOLS:
@@ -74,6 +92,12 @@ class EvalProtocol:
         if self.calib_method not in CALIBRATION_METHODS:
             raise ValueError(f"unknown calibration method {self.calib_method!r}; use one of "
                              f"{', '.join(CALIBRATION_METHODS)}")
+        if self.calib_order not in CALIB_ORDERS:
+            raise ValueError(f"unknown calibration order {self.calib_order!r}; use one of "
+                             f"{', '.join(CALIB_ORDERS)}")
+        if self.calib_order == "float-first" and self.bn_after_calib:
+            raise ValueError("calib_order='float-first' already re-estimates BN under the "
+                             "frozen ranges; drop bn_after_calib")
         for field in ("bn_batches", "calib_batches", "batch_size"):
             if getattr(self, field) < 1:
                 raise ValueError(f"EvalProtocol.{field} must be >= 1, got {getattr(self, field)}")
@@ -88,18 +112,22 @@ class EvalProtocol:
         if self.name == "ghn2":
             return "ghn2"
         return (f"calibrated-bn{self.bn_batches}-{self.calib_method}{self.calib_batches}"
-                f"-b{self.batch_size}-s{self.seed}" + ("-bnafter" if self.bn_after_calib else ""))
+                f"-b{self.batch_size}-s{self.seed}" + ("-bnafter" if self.bn_after_calib else "")
+                + ("-floatfirst" if self.calib_order == "float-first" else ""))
 
     def describe(self) -> str:
         """One sentence for table captions."""
         if self.name == "ghn2":
             return ("protocol ghn2: BN on each test batch's statistics, activation ranges "
                     "measured on each test batch")
+        float_first = self.calib_order == "float-first"
         return (f"protocol calibrated: BN statistics re-estimated on {self.bn_batches} "
-                f"training batches of {self.batch_size}, activation ranges calibrated "
-                f"({self.calib_method}) on {self.calib_batches} of them, then frozen"
+                f"training batches of {self.batch_size}"
+                + (" with float activations" if float_first else "")
+                + f", activation ranges calibrated ({self.calib_method}) on "
+                f"{self.calib_batches} of them, then frozen"
                 + (", then BN statistics re-estimated under the frozen ranges"
-                   if self.bn_after_calib else ""))
+                   if self.bn_after_calib or float_first else ""))
 
     def calibration_batches(self, train_images: Dataset | None) -> list[Tensor]:
         """The training image batches :meth:`apply` reads (empty for ``ghn2``).
@@ -136,10 +164,12 @@ class EvalProtocol:
         runner.reset_calibration()
         if self.name == "ghn2":
             return runner.set_bn("batch")
-        runner.estimate_bn(batches, self.bn_batches, params)
-        if any(layer.act_quant.bits < FLOAT_BITS for layer in runner.layers.values()):
+        quantized = any(layer.act_quant.bits < FLOAT_BITS for layer in runner.layers.values())
+        float_first = quantized and self.calib_order == "float-first"
+        runner.estimate_bn(batches, self.bn_batches, params, float_activations=float_first)
+        if quantized:
             runner.calibrate(batches, self.calib_batches, self.calib_method, params=params)
-            if self.bn_after_calib:
+            if self.bn_after_calib or float_first:
                 runner.estimate_bn(batches, self.bn_batches, params)
         return runner
 
