@@ -71,7 +71,7 @@ from ghn_pyg.spaces import get_space  # noqa: E402
 from ghn_pyg.train.config import add_config_arguments, config_from_args  # noqa: E402
 from ghn_pyg.train.evaluate import EvalRow, ModuleArchs, evaluate_split  # noqa: E402
 from ghn_pyg.train.tables import format_accuracy, summarize  # noqa: E402
-from ghn_pyg.train.protocol import EvalProtocol  # noqa: E402
+from ghn_pyg.train.protocol import CALIB_ORDERS, EvalProtocol  # noqa: E402
 from ghn_pyg.train.results import ghn_fingerprint, read_cache, write_cache  # noqa: E402
 from ghn_pyg.train.trainer import Trainer  # noqa: E402
 
@@ -188,13 +188,16 @@ def evaluate(name: str, ghn: GHN, args: argparse.Namespace, archs, images, train
              protocol_name: str = "calibrated", first_last_8bit: bool = False) -> list[EvalRow]:
     """Rows of ``ghn`` under ``protocol_name`` (cached by weights and settings); with
     ``first_last_8bit`` the first and last layers stay at 8 bits below 8 bits."""
-    protocol = (EvalProtocol("calibrated", args.bn_batches, args.calib_batches)
+    protocol = (EvalProtocol("calibrated", args.bn_batches, args.calib_batches,
+                             calib_order=args.calib_order)
                 if protocol_name == "calibrated" else EvalProtocol(protocol_name))
     setting = "-first-last-8bit" if first_last_8bit else ""
+    order = "-floatfirst" if protocol_name == "calibrated" and args.calib_order == "float-first" \
+        else ""
     key = (f"{ghn_fingerprint({name: ghn})}-{protocol.key()}{setting}-{args.val_archs}-"
            f"{args.images}")
     slug = re.sub(r"[^\w+.-]+", "_", name).strip("_")
-    cache = args.out / "cache" / f"{slug}-{protocol.name}{setting}.csv"
+    cache = args.out / "cache" / f"{slug}-{protocol.name}{order}{setting}.csv"
     rows = read_cache(cache, key)
     if rows is None:
         rows = evaluate_split(archs, images, {name: ghn}, BITS, baselines=(),
@@ -279,6 +282,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="calibrated protocol: training batches of 256 for BN statistics")
     parser.add_argument("--calib-batches", type=int, default=2,
                         help="calibrated protocol: training batches of 256 for activation ranges")
+    parser.add_argument("--calib-order", default=EvalProtocol.calib_order, choices=CALIB_ORDERS,
+                        help="calibrated protocol: EvalProtocol.calib_order (the A/B tables "
+                             "committed before 2026-12-05 are quantized-bn; cached apart)")
     parser.add_argument("--train-only", action="store_true", help="train the arms, evaluate nothing")
     parser.add_argument("--ghn2", action="store_true",
                         help="also evaluate under the ghn2 protocol (per-batch statistics and "

@@ -108,8 +108,9 @@ def test_eval_and_demo_take_the_calibration_order():
     from ghn_pyg.commands.arguments import protocol_from_args
     parser = build_parser()
     plain = protocol_from_args(parser.parse_args(["eval", "--ckpt", "ghn-fmnist"]))
-    assert plain.calib_order == "quantized-bn"
-    ordered = protocol_from_args(parser.parse_args(["demo", "--calib-order", "float-first"]))
-    assert ordered.calib_order == "float-first" and ordered.bn_batches == 4  # the demo's
+    assert plain.calib_order == "float-first"  # the default
+    ordered = protocol_from_args(parser.parse_args(["demo", "--calib-order", "quantized-bn"]))
+    assert ordered.calib_order == "quantized-bn" and ordered.bn_batches == 4  # the demo's
+    assert protocol_from_args(parser.parse_args(["demo"])).calib_order == "float-first"
     with pytest.raises(SystemExit):
         parser.parse_args(["eval", "--ckpt", "ghn-fmnist", "--calib-order", "late"])

@@ -167,6 +167,48 @@ def test_predicted_parameters_get_batch_norm_statistics_from_calibration(tmp_pat
     assert torch.equal(export.runner.layers["conv"].weight, params["conv.weight"])
 
 
+@pytest.mark.parametrize("order", ["float-first", "quantized-bn"])
+def test_statistics_and_ranges_are_set_in_the_protocols_calibration_order(tmp_path, order):
+    """to_onnx sets BN statistics and activation ranges as EvalProtocol.apply does in the
+    order asked for (float-first by default); the two orders give other ranges."""
+    import copy
+    import dataclasses
+
+    from ghn_pyg.inits import load_params
+    from ghn_pyg.train.protocol import EvalProtocol
+
+    net = small_net()
+    params = {name: p.detach() * 1.5 for name, p in net.named_parameters()}
+    spec = QuantSpec.uniform(4)
+    kwargs = {} if order == "float-first" else {"calib_order": order}
+    export = to_onnx(net, params, spec, SHAPE, batches(), tmp_path / "m.onnx", bn_batches=3,
+                     calib_batches=2, **kwargs)
+    manual_net = copy.deepcopy(net)
+    manual = quantize(manual_net, dataclasses.replace(spec, fold_bn=True), SHAPE, bn="running")
+    load_params(manual_net, params)
+    EvalProtocol("calibrated", 3, 2, calib_order=order).apply(manual, None, batches())
+
+    def ranges(runner):
+        return [(float(layer.act_quant.low), float(layer.act_quant.high))
+                for layer in runner.layers.values() if layer.act_quant.bits < 32]
+
+    assert ranges(export.runner) == ranges(manual)
+    for ours, theirs in zip(export.runner.batch_norms(), manual.batch_norms()):
+        torch.testing.assert_close(ours.running_var, theirs.running_var)
+        torch.testing.assert_close(ours.running_mean, theirs.running_mean)
+    other = "quantized-bn" if order == "float-first" else "float-first"
+    again = to_onnx(net, params, spec, SHAPE, batches(), tmp_path / "o.onnx", bn_batches=3,
+                    calib_batches=2, calib_order=other)
+    assert ranges(again.runner) != ranges(export.runner)
+
+
+def test_an_unknown_calibration_order_writes_nothing(tmp_path):
+    with pytest.raises(ValueError, match="unknown calibration order 'late'"):
+        to_onnx(small_net(), None, QuantSpec.uniform(4), SHAPE, batches(), tmp_path / "m.onnx",
+                calib_order="late")
+    assert not (tmp_path / "m.onnx").exists()
+
+
 def test_efficient_architecture_exports_exactly(tmp_path):
     space = get_space("efficient")
     net = space.build(sample_specs(space, "test", 1, 0)[0], 1, 10)

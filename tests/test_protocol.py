@@ -123,7 +123,7 @@ def test_bn_after_calib_reestimates_bn_under_the_frozen_ranges(images):
     train, _ = images
     model = tiny_net()
     params = init_params("he", model, seed=1)
-    plain = EvalProtocol(bn_batches=3, calib_batches=2, batch_size=64)
+    plain = EvalProtocol(bn_batches=3, calib_batches=2, batch_size=64, calib_order="quantized-bn")
     after = plain.replace(bn_after_calib=True)
     batches = plain.calibration_batches(train)
     stats = {}
@@ -171,8 +171,9 @@ def test_float_first_observes_ranges_on_the_float_network_then_reestimates_bn(im
     train, _ = images
     model = tiny_net()
     params = init_params("he", model, seed=1)
-    default = EvalProtocol(bn_batches=3, calib_batches=2, batch_size=64)
-    float_first = default.replace(calib_order="float-first")
+    float_first = EvalProtocol(bn_batches=3, calib_batches=2, batch_size=64)
+    assert float_first.calib_order == "float-first"  # the default
+    default = float_first.replace(calib_order="quantized-bn")
     batches = default.calibration_batches(train)
 
     def applied(protocol, spec):
@@ -196,12 +197,15 @@ def test_float_first_observes_ranges_on_the_float_network_then_reestimates_bn(im
             for l in quantized_bn.layers.values()] != ranges
     for a, b in zip(bn_statistics(applied(default, None)), bn_statistics(applied(float_first, None))):
         torch.testing.assert_close(a, b)  # at FP32 the orders are the same
-    assert float_first.key() == default.key() + "-floatfirst"
+    assert float_first.key() == default.key() + "-floatfirst"  # earlier caches keep their key
     assert "with float activations" in float_first.describe()
+    assert "order quantized-bn" in default.describe()
     with pytest.raises(ValueError, match="unknown calibration order 'late'"):
         EvalProtocol(calib_order="late")
     with pytest.raises(ValueError, match="drop bn_after_calib"):
         float_first.replace(bn_after_calib=True)
+    with pytest.raises(ValueError, match="drop bn_after_calib"):
+        EvalProtocol(bn_after_calib=True)  # the default order re-estimates anyway
 
 
 def test_ghn2_reproduces_the_per_batch_protocol(images):

@@ -101,11 +101,11 @@ def test_regression_reference_compare_writes_nothing(monkeypatch, capsys):
 def test_results_script_evaluates_under_the_calibration_order_asked_for():
     script = load("results_fmnist")
     default = script.make_jobs(script.parse_args([]))
-    ordered = script.make_jobs(script.parse_args(["--calib-order", "float-first"]))
+    ordered = script.make_jobs(script.parse_args(["--calib-order", "quantized-bn"]))
     assert [j.protocol.calib_order for j in default if j.protocol.name == "calibrated"] \
-        == ["quantized-bn"] * 8
+        == ["float-first"] * 8
     assert {j.protocol.calib_order for j in ordered if j.protocol.name == "calibrated"} \
-        == {"float-first"}
+        == {"quantized-bn"}
     assert [j.protocol for j in ordered if j.protocol.name == "ghn2"] \
         == [j.protocol for j in default if j.protocol.name == "ghn2"]
     with pytest.raises(SystemExit):
@@ -394,17 +394,17 @@ def test_curve_point_takes_the_tables_protocol(monkeypatch):
     script.main(["ghn-fmnist", "--data", "synthetic", "--archs", "1", "--images", "20", "--bits", "4"])
     assert seen[1] == script.CURVE_PROTOCOL
     script.main(["ghn-fmnist", "--data", "synthetic", "--archs", "1", "--images", "20", "--bits",
-                 "4", "--bn-after-calib"])
-    assert seen[2] == script.CURVE_PROTOCOL.replace(bn_after_calib=True)
+                 "4", "--calib-order", "quantized-bn", "--bn-after-calib"])
+    assert seen[2] == script.CURVE_PROTOCOL.replace(calib_order="quantized-bn", bn_after_calib=True)
     script.main(["ghn-fmnist", "--data", "synthetic", "--archs", "1", "--images", "20", "--bits",
                  "4", "--protocol", "ghn2"])
     assert seen[3].name == "ghn2"
     script.main(["ghn-fmnist", "--data", "synthetic", "--archs", "1", "--images", "20", "--bits",
-                 "4", "--calib-order", "float-first"])
-    assert seen[4] == script.CURVE_PROTOCOL.replace(calib_order="float-first")
+                 "4", "--calib-order", "quantized-bn"])
+    assert seen[4] == script.CURVE_PROTOCOL.replace(calib_order="quantized-bn")
+    assert script.CURVE_PROTOCOL.calib_order == "float-first"
     with pytest.raises(ValueError, match="drop bn_after_calib"):
-        script.main(["ghn-fmnist", "--data", "synthetic", "--calib-order", "float-first",
-                     "--bn-after-calib"])
+        script.main(["ghn-fmnist", "--data", "synthetic", "--bn-after-calib"])
     with pytest.raises(SystemExit):
         script.main(["ghn-fmnist", "--data", "synthetic", "--calib-order", "late"])
     with pytest.raises(ValueError, match="calib_batches must be >= 1"):
@@ -473,7 +473,8 @@ def test_quant_error_sources_agrees_with_the_evaluation_and_splits_the_4bit_loss
     text = (tmp_path / "sources.md").read_text()
     assert "| W4 only" in text and "Loss to FP32" in text
     # layer by layer: all layers' activations at 4 bits is the A4-only column
-    setup = script.EvalSetup.create(images, train, EvalProtocol("calibrated", 1, 1), 40)
+    setup = script.EvalSetup.create(images, train, EvalProtocol("calibrated", 1, 1,
+                                                                calib_order="quantized-bn"), 40)
     steps = script.cumulative_activation_accuracies(GHN.load_any("ghn-fmnist"), archs, 1, setup)
     from ghn_pyg.quant import quantize
     assert [layer for layer, _ in steps] == ["(none)", *quantize(

@@ -37,9 +37,10 @@ def add_protocol_arguments(parser: argparse.ArgumentParser, **defaults_override)
     parser.add_argument("--calibration", choices=("minmax", "percentile", "mse"),
                         default=defaults.calib_method, help="calibrated: range method")
     parser.add_argument("--calib-order", choices=CALIB_ORDERS, default=defaults.calib_order,
-                        help="calibrated: quantized-bn (default; BN under per-batch ranges, "
-                             "ranges observed float) or float-first (BN and ranges on the float "
-                             "network, then BN under the frozen ranges)")
+                        help=f"calibrated: float-first (BN and ranges on the float network, "
+                             f"then BN under the frozen ranges) or quantized-bn (BN under "
+                             f"per-batch ranges, ranges observed float; the tables before "
+                             f"2026-12-05) (default {defaults.calib_order})")
     parser.add_argument("--per-tensor", action="store_true",
                         help="one weight scale per tensor (default per output channel)")
     parser.add_argument("--first-last-8bit", action="store_true",

@@ -66,7 +66,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     calibration = protocol.calibration_batches(train)
     export = to_onnx(model, params, spec, shape, calibration, args.out, bn_batches=bn_batches,
                      calib_batches=args.calib_batches, calib_method=args.calibration,
-                     fold_bn=not args.no_fold_bn, int4=not args.no_int4)
+                     calib_order=args.calib_order, fold_bn=not args.no_fold_bn, int4=not args.no_int4)
     ends = (", first/last layers 8-bit" if args.first_last_8bit else "") + \
         (", BN unfolded" if args.no_fold_bn else ", BN folded")
     print(f"{source} at {bits_label(args.bits, args.bits)}{ends} -> {export.summary()}")
@@ -86,6 +86,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Register ``export`` (with its handler)."""
+    from ..train.protocol import CALIB_ORDERS, EvalProtocol
+
     export = sub.add_parser(
         "export", help="export a quantized network to ONNX (integer weights, QDQ activations)",
         description="Give a network parameters (a shipped GHN's prediction, a random "
@@ -119,6 +121,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                         help="training batches for the activation ranges")
     export.add_argument("--calibration", choices=("minmax", "percentile", "mse"),
                         default="minmax", help="activation range method")
+    export.add_argument("--calib-order", choices=CALIB_ORDERS, default=EvalProtocol.calib_order,
+                        help="when BN statistics are re-estimated: float-first (default; BN "
+                             "and ranges on the float network, then BN under the frozen "
+                             "ranges) or quantized-bn (the order before 2026-12-05)")
     export.add_argument("--batch-size", type=int, default=256)
     export.add_argument("--check", type=int, default=2000,
                         help="test images to compare ONNX Runtime with the runner on (0: skip)")

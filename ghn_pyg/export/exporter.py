@@ -154,7 +154,8 @@ def to_onnx(model: nn.Module, params: Mapping[str, Tensor] | None, spec: QuantSp
             input_shape: Sequence[int], calibration: Iterable[Tensor | Sequence[Tensor]],
             path: str | os.PathLike, *, bn_batches: int | None = None,
             calib_batches: int = 8, calib_method: CalibrationMethod = "minmax",
-            fold_bn: bool = True, int4: bool = True, opset: int = DEFAULT_OPSET) -> OnnxExport:
+            calib_order: str = EvalProtocol.calib_order, fold_bn: bool = True,
+            int4: bool = True, opset: int = DEFAULT_OPSET) -> OnnxExport:
     """Export ``model`` with ``params`` quantized by ``spec`` as an ONNX QDQ model.
 
     The network is copied (``model`` is not modified), ``params`` loaded into the copy,
@@ -163,10 +164,13 @@ def to_onnx(model: nn.Module, params: Mapping[str, Tensor] | None, spec: QuantSp
     (``spec`` with ``fold_bn=True``), as integer runtimes do. Networks trained
     quantized without folding (``ghn_pyg.study.qat``, the GHNs) keep their accuracy
     below 8 bits only unfolded (``fold_bn=False``: batch norms run in float after the
-    integer convolution; README, "ONNX export"). Batch-norm running statistics are
-    re-estimated on ``bn_batches`` calibration batches (as the ``calibrated`` evaluation
-    protocol does), then activation ranges are calibrated on the first
-    ``calib_batches`` and frozen; :func:`export_quantized` writes the result.
+    integer convolution; README, "ONNX export"). Batch-norm running statistics and
+    activation ranges are set as the ``calibrated`` evaluation protocol sets them
+    (:meth:`~ghn_pyg.train.protocol.EvalProtocol.apply` in ``calib_order``; by default
+    BN statistics from ``bn_batches`` calibration batches with float activations, ranges
+    calibrated on the first ``calib_batches`` and frozen, then BN re-estimated under
+    them); with ``bn_batches=0`` the model keeps its own statistics and only the ranges
+    are calibrated. :func:`export_quantized` writes the result.
 
     Args:
         model: the CNN.
@@ -181,6 +185,8 @@ def to_onnx(model: nn.Module, params: Mapping[str, Tensor] | None, spec: QuantSp
             parameters come without statistics, else 0: keep the model's own).
         calib_batches: batches for the activation ranges.
         calib_method: ``"minmax"``, ``"percentile"`` or ``"mse"``.
+        calib_order: ``"float-first"`` or ``"quantized-bn"``
+            (:attr:`EvalProtocol.calib_order`), when BN statistics are re-estimated.
         fold_bn: fold batch norms into the preceding weights before quantizing them.
         int4: int4 storage for weights of at most 4 bits (opset 21).
         opset: the opset of exports without int4 weights.
@@ -193,6 +199,7 @@ def to_onnx(model: nn.Module, params: Mapping[str, Tensor] | None, spec: QuantSp
             not export; :class:`~ghn_pyg.errors.UnsupportedBitsError` for bits with no
             integer type (e.g. 16).
         ParamsMismatchError: ``params`` do not match ``model``.
+        ValueError: an unknown ``calib_order`` or ``calib_method``.
     """
     _writable(path)
     network = copy.deepcopy(model).eval()
@@ -202,12 +209,14 @@ def to_onnx(model: nn.Module, params: Mapping[str, Tensor] | None, spec: QuantSp
         runner.check_params(params)
         load_params(network, dict(params))  # the runner shares these parameters
     bn_steps = bn_batches_for(params, bn_batches)
+    protocol = EvalProtocol("calibrated", max(bn_steps, 1), calib_batches, calib_method,
+                            calib_order=calib_order)
     batches = list(itertools.islice(calibration, max(bn_steps, calib_batches)))
     if not batches:
         raise ExportError("to_onnx needs calibration images (training batches); got none")
     if bn_steps > 0 and runner.batch_norms():
-        runner.estimate_bn(batches, bn_steps)
-    if any(layer.act_quant.bits < FLOAT_BITS for layer in runner.layers.values()):
+        protocol.apply(runner, None, batches)
+    elif any(layer.act_quant.bits < FLOAT_BITS for layer in runner.layers.values()):
         runner.calibrate(batches, calib_batches, calib_method)
     return export_quantized(runner, path, input_shape, int4=int4, opset=opset)
 

@@ -21,7 +21,9 @@ from .protocol import EvalProtocol
 __all__ = ["LearningCurve", "curve_columns", "plot_curve", "CURVE_PROTOCOL"]
 
 #: The curve's protocol: BN statistics from 4 and activation ranges from 2 batches of
-#: 256 training images (the A/B trials' setting), cheap enough to run during training.
+#: 256 training images (the A/B trials' setting), cheap enough to run during training;
+#: the default calibration order (``float-first``; curves logged before 2026-12-05 used
+#: ``quantized-bn``).
 CURVE_PROTOCOL = EvalProtocol("calibrated", bn_batches=4, calib_batches=2)
 
 

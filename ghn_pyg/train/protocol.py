@@ -7,24 +7,27 @@ SGD-trained networks):
   are re-measured on each test batch (dynamic quantization). This is GHN-2's protocol
   for predicted parameters, kept to compare with published numbers; results depend on
   the test batch size and order, and low-bit ranges are set by test images.
-- ``calibrated``: BN running statistics are re-estimated from ``bn_batches`` training
-  batches with the parameters being evaluated (a cumulative average from reset
-  statistics, weights quantized at the evaluated bits, activations on per-batch
-  ranges), then activation ranges are calibrated on the first ``calib_batches`` of the
-  same training batches (``calib_method``) and frozen. Test images are only read to
-  count correct answers, so accuracy does not depend on how they are batched. With
-  ``bn_after_calib`` the BN statistics are re-estimated once more under the frozen
-  ranges, so that BN normalises what the quantized network computes at test time
-  (the statistics of the first pass saw per-batch ranges).
+- ``calibrated``: BN running statistics and activation ranges are fixed from training
+  batches with the parameters being evaluated (weights quantized at the evaluated
+  bits), then frozen; test images are only read to count correct answers, so accuracy
+  does not depend on how they are batched. ``calib_order`` sets the order:
 
-  ``calib_order`` sets what the ranges are observed on. ``"quantized-bn"`` (the
-  default, which every cached table used) estimates BN under per-batch ranges, then
-  observes the ranges with the activations float: BN then normalises statistics it was
-  not estimated on, and a channel that quantization flattened (near-zero variance)
-  produces huge float values that stretch a range far beyond what the quantized
-  network computes. ``"float-first"`` is the usual post-training order: BN estimated
-  with float activations (weights at their bits), the ranges observed on that
-  consistent float network and frozen, then BN re-estimated under the frozen ranges.
+  - ``"float-first"`` (the default since 2026-12-05; the usual post-training order):
+    BN statistics are re-estimated from ``bn_batches`` training batches with the
+    activations float (a cumulative average from reset statistics), the activation
+    ranges are calibrated on the first ``calib_batches`` of the same batches
+    (``calib_method``) on that consistent float network and frozen, then the BN
+    statistics are re-estimated under the frozen ranges, so BN normalises what the
+    quantized network computes at test time.
+  - ``"quantized-bn"`` (the default before, and the order of every table computed
+    before 2026-12-05 that does not name one): BN statistics estimated with the
+    activations on per-batch ranges, then the ranges observed with the activations
+    float. BN then normalises statistics it was not estimated on, and a channel that
+    quantization flattened (near-zero variance) produces huge float values that
+    stretch a range far beyond what the quantized network computes (README,
+    "The calibration order"). With ``bn_after_calib`` the BN statistics are
+    re-estimated once more under the frozen ranges.
+
   At FP32 both orders are the same.
 """
 
@@ -65,11 +68,12 @@ class EvalProtocol:
         calib_method: ``"minmax"``, ``"percentile"`` or ``"mse"``.
         batch_size: images per calibration batch.
         seed: seed of the choice of training images.
-        bn_after_calib: re-estimate the BN statistics once more after the activation
-            ranges are frozen (calibrated, quantized activations only).
-        calib_order: ``"quantized-bn"`` (BN under per-batch ranges, then the ranges
-            observed float) or ``"float-first"`` (BN with float activations, ranges
-            observed on that network, then BN under the frozen ranges); calibrated only.
+        bn_after_calib: with ``"quantized-bn"``, re-estimate the BN statistics once
+            more after the activation ranges are frozen (quantized activations only).
+        calib_order: ``"float-first"`` (default: BN with float activations, ranges
+            observed on that network, then BN under the frozen ranges) or
+            ``"quantized-bn"`` (BN under per-batch ranges, then the ranges observed
+            float; the earlier default); calibrated only.
 
     Raises:
         ValueError: an unknown name, method or order, a non-positive count, or
@@ -83,7 +87,7 @@ class EvalProtocol:
     batch_size: int = 256
     seed: int = 0
     bn_after_calib: bool = False
-    calib_order: str = "quantized-bn"
+    calib_order: str = "float-first"
 
     def __post_init__(self) -> None:
         if self.name not in PROTOCOLS:
@@ -96,8 +100,9 @@ class EvalProtocol:
             raise ValueError(f"unknown calibration order {self.calib_order!r}; use one of "
                              f"{', '.join(CALIB_ORDERS)}")
         if self.calib_order == "float-first" and self.bn_after_calib:
-            raise ValueError("calib_order='float-first' already re-estimates BN under the "
-                             "frozen ranges; drop bn_after_calib")
+            raise ValueError("calib_order='float-first' (the default) already re-estimates "
+                             "BN under the frozen ranges; drop bn_after_calib, or pass "
+                             "calib_order='quantized-bn' with it")
         for field in ("bn_batches", "calib_batches", "batch_size"):
             if getattr(self, field) < 1:
                 raise ValueError(f"EvalProtocol.{field} must be >= 1, got {getattr(self, field)}")
@@ -123,7 +128,8 @@ class EvalProtocol:
         float_first = self.calib_order == "float-first"
         return (f"protocol calibrated: BN statistics re-estimated on {self.bn_batches} "
                 f"training batches of {self.batch_size}"
-                + (" with float activations" if float_first else "")
+                + (" with float activations" if float_first
+                   else " with activations on per-batch ranges (order quantized-bn)")
                 + f", activation ranges calibrated ({self.calib_method}) on "
                 f"{self.calib_batches} of them, then frozen"
                 + (", then BN statistics re-estimated under the frozen ranges"
