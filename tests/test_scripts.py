@@ -498,3 +498,30 @@ def test_quant_error_sources_agrees_with_the_evaluation_and_splits_the_4bit_loss
     from ghn_pyg.nn import CheckpointError
     with pytest.raises(CheckpointError):
         script.main(["--ghn", "no-such-ghn.pt", *flags])
+
+
+def test_qat_ab_evaluates_in_the_calibration_order_asked_for_and_caches_it_apart(tmp_path,
+                                                                                 monkeypatch):
+    import argparse
+
+    from ghn_pyg.nn import GHN
+    from ghn_pyg.train.results import EvalRow
+    script = load("qat_ab")
+    seen = []
+
+    def fake_split(archs, images, ghns, bits, baselines, protocol, **kwargs):
+        seen.append(protocol)
+        return [EvalRow("val-00", name, b, 0.5) for name in ghns for b in bits]
+
+    monkeypatch.setattr(script, "evaluate_split", fake_split)
+    ghn = GHN.load_any("ghn-fmnist")
+    for order in ("float-first", "quantized-bn", "float-first"):
+        args = argparse.Namespace(bn_batches=4, calib_batches=2, calib_order=order, val_archs=1,
+                                  images=10, out=tmp_path, device="cpu")
+        script.evaluate("arm", ghn, args, [], None, None)
+    assert [p.calib_order for p in seen] == ["float-first", "quantized-bn"]  # third: cached
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == \
+        ["arm-calibrated-floatfirst.csv", "arm-calibrated.csv"]
+    assert script.parse_args([]).calib_order == "float-first"
+    with pytest.raises(SystemExit):
+        script.parse_args(["--calib-order", "late"])
