@@ -238,13 +238,15 @@ def main() -> None:
         print(left)
         return
     command = " ".join(["python scripts/results_fmnist.py", *command_flags(sys.argv[1:])])
-    caption = (f"`{command}` ({args.machine or machine(args.device)}); architectures seed 0, He init seed 0 + architecture index, SGD reference: {recipe.key()}; "
+    reference = f"SGD reference: {recipe.key()}; " if args.sgd else ""
+    caption = (f"`{command}` ({args.machine or machine(args.device)}); architectures seed 0, He init seed 0 + architecture index, {reference}"
                f"{len(test_images) if not args.images else args.images} test images. "
                + calibrated_protocol(args).describe().replace("protocol calibrated", "Calibrated protocol", 1) + ".")
     paths = write_tables(rows, out, args.figures, caption)
-    paths["sgd"] = write_sgd_summary(sgd, rows, out / "sgd-reference.md")
     print(Path(paths["markdown"]).read_text())
-    print(paths["sgd"].read_text())
+    if args.sgd:  # with --no-sgd there is no reference to summarise
+        paths["sgd"] = write_sgd_summary(sgd, rows, out / "sgd-reference.md")
+        print(paths["sgd"].read_text())
     print(f"total {minutes:.1f} min; wrote " + ", ".join(str(p) for p in paths.values()))
 
 

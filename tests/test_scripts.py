@@ -157,6 +157,13 @@ def test_results_script_resumes_and_writes_every_table(tmp_path):
     assert calibrated.returncode == 0, calibrated.stderr[-2000:]
     table = (out / "tables.md").read_text()
     assert "`calibrated`, weights per-tensor" in table and "`ghn2`" not in table
+    (out / "sgd-reference.md").unlink()
+    no_sgd = subprocess.run(command + ["--no-sgd", "--no-settings", "--assemble-only"],
+                            capture_output=True, text=True, env=env, timeout=600)
+    assert no_sgd.returncode == 0, no_sgd.stderr[-2000:]
+    table = (out / "tables.md").read_text()
+    assert "SGD" not in table and "| he (2)" in table  # no reference row, recipe or summary
+    assert not (out / "sgd-reference.md").exists()
     bad = subprocess.run(command + ["--protocols", "calibrated,nope"], capture_output=True,
                          text=True, env=env, timeout=600)
     assert bad.returncode == 2 and "--protocols takes a comma-separated subset" in bad.stderr
