@@ -10,7 +10,8 @@ taking 1 channel, 10 classes, 28x28 Fashion-MNIST), two parameter sources:
   running statistics kept).
 
 Each is exported with :func:`ghn_pyg.export.to_onnx` (BN folded, activation ranges
-calibrated on 8 training batches of 256) and run in ONNX Runtime (CPU, all graph
+calibrated on 8 training batches of 256, in the evaluation protocol's default
+calibration order) and run in ONNX Runtime (CPU, all graph
 optimizations: integer kernels where it fuses them) on the Fashion-MNIST test images;
 the table compares it with the fake-quant runner it was exported from (``same top-1``,
 largest logit difference) and, at 8 bits, with ONNX Runtime's own static quantization
