@@ -532,3 +532,20 @@ def test_qat_ab_evaluates_in_the_calibration_order_asked_for_and_caches_it_apart
     assert script.parse_args([]).calib_order == "float-first"
     with pytest.raises(SystemExit):
         script.parse_args(["--calib-order", "late"])
+
+
+def test_calib_order_check_agrees_between_orders_on_a_network_without_batch_norm(
+        tmp_path, monkeypatch, capsys):
+    fake_fmnist(tmp_path, 60)
+    monkeypatch.syspath_prepend(str(SCRIPTS))
+    script = load("calib_order_check")
+    text = script.main(["--split", "nobn", "--archs", "0", "--images", "20", "--bn-batches",
+                        "1", "--calib-batches", "1", "--data-root", str(tmp_path)])
+    header, row = table_rows(text)
+    assert header == ["network", "quantized-bn", "float-first"] and row[0] == "nobn-00"
+    assert row[1] == row[2]  # no BN: both orders are the same computation
+    assert "20 test images" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        script.parse_args(["--archs", "-1"])
+    with pytest.raises(SystemExit):
+        script.parse_args(["--orders", "late"])
