@@ -20,6 +20,7 @@ warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", c
 import torch  # noqa: E402
 
 from ghn_pyg.data import load_images  # noqa: E402
+from ghn_pyg.machine import compute_signature  # noqa: E402
 from ghn_pyg.nn import GHN  # noqa: E402
 from ghn_pyg.report import markdown_table  # noqa: E402
 from ghn_pyg.train.evaluate import EvalSetup, ModuleArchs, evaluate_architecture  # noqa: E402
@@ -65,8 +66,7 @@ def main(argv: list[str] | None = None) -> str:
         rows.append([name] + [f"{100 * a:.2f}" for a in accuracy])
     caption = (f"{args.ghn}, W{args.bits}A{args.bits}, calibrated protocol, "
                f"{setups[args.orders[0]].num_images} test images; "
-               f"CPU kernels {torch.backends.cpu.get_cpu_capability()}, "
-               f"{torch.get_num_threads()} threads")
+               f"{compute_signature()}, {torch.get_num_threads()} threads")
     text = caption + "\n\n" + markdown_table(["network", *args.orders], rows)
     print(text)
     return text

@@ -64,6 +64,7 @@ import torch  # noqa: E402
 
 from ghn_pyg.data import load_images, sample_specs  # noqa: E402
 from ghn_pyg.fileio import atomic_path  # noqa: E402
+from ghn_pyg.machine import compute_signature  # noqa: E402
 from ghn_pyg.nn import GHN  # noqa: E402
 from ghn_pyg.nn.ghn import PRETRAINED_DIR  # noqa: E402
 from ghn_pyg.report import markdown_table  # noqa: E402
@@ -204,7 +205,7 @@ def evaluate(name: str, ghn: GHN, args: argparse.Namespace, archs, images, train
                               max_images=args.images, train_images=train, protocol=protocol,
                               first_last_8bit=first_last_8bit, device=args.device,
                               progress=True)
-        write_cache(cache, key, rows)
+        write_cache(cache, key, rows, compute_signature(args.device))
     return rows
 
 

@@ -18,7 +18,8 @@ architectures):
   (``--no-settings-sgd`` leaves the SGD reference out of these blocks only).
 
 Every (job, architecture) is cached in ``OUT/cache/``, each method under a key of its
-own (a GHN's weights, an initializer's seed, the SGD recipe; every setting), so the
+own (a GHN's weights, an initializer's seed, the SGD recipe; every setting) and with
+the kernels that computed it (``ghn_pyg.machine.compute_signature``), so the
 command resumes where it stopped and a new GHN is evaluated without redoing the
 others; ``--shard k/n`` lets n processes share the work (run once more without
 ``--shard`` to write the tables). ``--ghn NAME=CKPT`` evaluates other checkpoints (a
@@ -34,7 +35,6 @@ prints the total time.
 from __future__ import annotations
 
 import argparse
-import platform
 import shlex
 import sys
 import time
@@ -51,6 +51,7 @@ from ghn_pyg.spaces import TorchvisionSpace, get_space  # noqa: E402
 from ghn_pyg.train.protocol import CALIB_ORDERS, PROTOCOLS, EvalProtocol  # noqa: E402
 from ghn_pyg.train.reference import SGDRecipe, SGDReference  # noqa: E402
 from ghn_pyg.fileio import atomic_path  # noqa: E402
+from ghn_pyg.machine import compute_signature  # noqa: E402
 from ghn_pyg.report import markdown_table  # noqa: E402
 from ghn_pyg.train.results import SGD_METHOD, ResultJob, run_jobs, write_tables  # noqa: E402
 
@@ -159,9 +160,9 @@ def command_flags(argv: list[str]) -> list[str]:
 
 def machine(device: str) -> str:
     """A short description of where this ran."""
-    if device.startswith("cuda") and torch.cuda.is_available():
-        return f"one {torch.cuda.get_device_name()} (torch {torch.__version__})"
-    return f"{torch.get_num_threads()}-thread CPU {platform.machine()} (torch {torch.__version__})"
+    if device.startswith("cuda"):
+        return f"one {compute_signature(device)}"
+    return f"{torch.get_num_threads()} threads, {compute_signature(device)}"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -155,6 +155,50 @@ def test_jobs_cache_resume_shard_and_write_tables(images, tmp_path, monkeypatch)
                  tmp_path / "cache", None, progress=False)
 
 
+def test_cached_rows_record_the_machine_and_tables_flag_mixed_machines(images, tmp_path):
+    from ghn_pyg.machine import UNRECORDED, compute_signature
+    train, _, test = images
+    models = {"test": [("a", tiny_net()), ("b", tiny_net())]}
+    jobs = [ResultJob("test", EvalProtocol(bn_batches=1, calib_batches=1, batch_size=64),
+                      (32, 4), images=50)]
+    ghns = two_ghns()
+    run = lambda: run_jobs(jobs, models.__getitem__, (1, 12, 12), ghns, ("he",),  # noqa: E731
+                           test, train, tmp_path / "cache", progress=False)
+    here = compute_signature("cpu")
+    assert here.startswith(f"CPU ({torch.backends.cpu.get_cpu_capability()} kernels)")
+    rows = run()
+    assert {r.machine for r in rows} == {here}
+    path = tmp_path / "cache" / jobs[0].name / "b.csv"
+    written = list(csv.DictReader(path.open()))
+    assert {r["machine"] for r in written} == {here}
+    # A cache from before machines were recorded: no column. It stays valid (not
+    # recomputed) and its rows read as unrecorded; only a stale method gets this machine.
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["key", "arch", "method", "bits", "accuracy"])
+        writer.writerows([r["key"], r["arch"], r["method"], r["bits"], r["accuracy"]]
+                         for r in written if r["method"] != "he")
+    rows = run()
+    machines = {(r.arch, r.method): r.machine for r in rows}
+    assert machines["b", "GHN"] == machines["b", "GHN-QAT"] == UNRECORDED
+    assert machines["b", "he"] == machines["a", "GHN"] == here
+    assert {r["method"]: r["machine"] for r in csv.DictReader(path.open())} == \
+        {"GHN": UNRECORDED, "GHN-QAT": UNRECORDED, "he": here}
+    paths = write_tables(rows, tmp_path / "out")
+    text = paths["markdown"].read_text()
+    section = text.split("## Where the rows were computed")[1]
+    cells = {tuple(c.strip() for c in line.strip("|").split("|"))[2:]
+             for line in section.splitlines() if line.startswith("| `calibrated`")}
+    assert cells == {(here, "2", "GHN, GHN-QAT, he"), (UNRECORDED, "1", "GHN, GHN-QAT")}
+    assert "Mixed machines in `calibrated` per-channel test" in section
+    assert {r["machine"] for r in csv.DictReader(paths["csv"].open())} == {here, UNRECORDED}
+    one_machine = write_tables([r for r in rows if r.arch == "a"], tmp_path / "one")
+    assert "Mixed machines" not in one_machine["markdown"].read_text()
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA is not available"):
+            compute_signature("cuda")
+
+
 def test_ghn_fingerprint_tells_output_settings_apart():
     ghn_fingerprint = results_module.ghn_fingerprint
     torch.manual_seed(0)

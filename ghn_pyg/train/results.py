@@ -9,7 +9,9 @@ initializer's seed, the SGD recipe; the protocol, the setting, the test images),
 rerun skips what is done and recomputes only stale methods: a new GHN is evaluated
 without evaluating the baselines again. ``shard=(k, n)`` takes every n-th
 architecture so n processes can share the work. :func:`write_tables` turns the rows
-into CSV, markdown and plots.
+into CSV, markdown and plots. Every cached method records where it was computed
+(:func:`~ghn_pyg.machine.compute_signature`; low-bit accuracies depend on the machine's
+float kernels), and the tables list the machines of each block.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping, NamedTuple, Sequence
 
 import torch
 from torch.utils.data import Dataset
@@ -27,6 +29,7 @@ from tqdm.auto import tqdm
 
 from ..fileio import atomic_path
 from ..graph.bits import EVAL_BITS, FLOAT_BITS, bits_label
+from ..machine import UNRECORDED, compute_signature
 from ..nn.ghn import GHN
 from ..plotting import pyplot, save_figure
 from ..report import markdown_table
@@ -36,8 +39,8 @@ from .tables import format_accuracy, summarize
 from .protocol import EvalProtocol
 from .reference import SGDReference
 
-__all__ = ["ResultJob", "ResultRow", "run_jobs", "write_tables", "SGD_METHOD", "ghn_fingerprint",
-           "method_keys", "read_cache", "read_method_cache", "write_cache"]
+__all__ = ["ResultJob", "ResultRow", "CachedMethod", "run_jobs", "write_tables", "SGD_METHOD",
+           "ghn_fingerprint", "method_keys", "read_cache", "read_method_cache", "write_cache"]
 
 #: The method name of the converged SGD reference in result rows.
 SGD_METHOD = "SGD (converged)"
@@ -82,7 +85,8 @@ class ResultJob:
 
 @dataclass
 class ResultRow:
-    """One accuracy of a results table (a fraction)."""
+    """One accuracy of a results table (a fraction), and where it was computed
+    (:func:`~ghn_pyg.machine.compute_signature`)."""
 
     protocol: str
     setting: str
@@ -91,6 +95,22 @@ class ResultRow:
     method: str
     bits: int
     accuracy: float
+    machine: str = UNRECORDED
+
+
+class CachedMethod(NamedTuple):
+    """One method's cached rows of one architecture.
+
+    Attributes:
+        key: the cache key of the rows (None when they disagree on it: stale).
+        rows: the accuracies.
+        machine: where they were computed (:data:`~ghn_pyg.machine.UNRECORDED` for
+            caches written before machines were recorded).
+    """
+
+    key: str | None
+    rows: list[EvalRow]
+    machine: str
 
 
 #: GHN settings that change predictions but not the weights' names or shapes (a
@@ -119,33 +139,49 @@ def ghn_fingerprint(ghns: dict[str, GHN]) -> str:
 def read_cache(path: Path, key: str) -> list[EvalRow] | None:
     """Rows cached in ``path`` under ``key`` (None when missing or of another key)."""
     by_method = read_method_cache(path)
-    if not by_method or any(k != key for k, _ in by_method.values()):
+    if not by_method or any(cached.key != key for cached in by_method.values()):
         return None
-    return [row for _, rows in by_method.values() for row in rows]
+    return [row for cached in by_method.values() for row in cached.rows]
 
 
-def read_method_cache(path: Path) -> dict[str, tuple[str | None, list[EvalRow]]]:
-    """Rows cached in ``path`` by method: ``method -> (key, rows)``; the key is None
-    when a method's rows disagree on it (they are then stale). Empty when missing."""
+def read_method_cache(path: Path) -> dict[str, CachedMethod]:
+    """Rows cached in ``path`` by method (empty when the file is missing).
+
+    A method whose rows disagree on their key gets key None (its rows are stale); its
+    machine is that of its first row, :data:`~ghn_pyg.machine.UNRECORDED` in files
+    without a ``machine`` column.
+    """
     if not path.is_file():
         return {}
-    out: dict[str, tuple[str | None, list[EvalRow]]] = {}
-    for r in csv.DictReader(path.open()):
-        key, rows = out.get(r["method"], (r["key"], []))
-        rows.append(EvalRow(r["arch"], r["method"], int(r["bits"]), float(r["accuracy"])))
-        out[r["method"]] = (key if key == r["key"] else None, rows)
+    out: dict[str, CachedMethod] = {}
+    with path.open(newline="") as f:
+        for r in csv.DictReader(f):
+            machine = r.get("machine") or UNRECORDED
+            key, rows, machine = out.get(r["method"], CachedMethod(r["key"], [], machine))
+            rows.append(EvalRow(r["arch"], r["method"], int(r["bits"]), float(r["accuracy"])))
+            out[r["method"]] = CachedMethod(key if key == r["key"] else None, rows, machine)
     return out
 
 
-def write_cache(path: Path, key: str | Mapping[str, str], rows: Sequence[EvalRow]) -> None:
-    """Cache ``rows`` in ``path`` (atomically) under ``key``: one for all rows, or one
-    per method (``method -> key``)."""
+def write_cache(path: Path, key: str | Mapping[str, str], rows: Sequence[EvalRow],
+                machine: str | Mapping[str, str]) -> None:
+    """Cache ``rows`` in ``path`` (atomically).
+
+    Args:
+        path: the CSV file.
+        key: the rows' cache key: one for all rows, or one per method (``method -> key``).
+        rows: the accuracies.
+        machine: where the rows were computed
+            (:func:`~ghn_pyg.machine.compute_signature`): one for all rows, or one per
+            method.
+    """
     keys = key if isinstance(key, Mapping) else {r.method: key for r in rows}
+    machines = machine if isinstance(machine, Mapping) else {r.method: machine for r in rows}
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["key", "arch", "method", "bits", "accuracy"])
-        writer.writerows([keys[r.method], r.arch, r.method, r.bits, f"{r.accuracy:.5f}"]
-                         for r in rows)
+        writer.writerow(["key", "arch", "method", "bits", "accuracy", "machine"])
+        writer.writerows([keys[r.method], r.arch, r.method, r.bits, f"{r.accuracy:.5f}",
+                          machines[r.method]] for r in rows)
 
 
 def method_keys(fingerprints: Mapping[str, str], baselines: Sequence[str], seed: int,
@@ -220,6 +256,7 @@ def run_jobs(jobs: Sequence[ResultJob], models: SplitModels, in_shape: Sequence[
     archs = dict.fromkeys((job.split, i) for job, i in pairs)
     owner = {arch: j % n for j, arch in enumerate(archs)}
     setups: dict[tuple, EvalSetup] = {}
+    machine = compute_signature(device) if compute else UNRECORDED
     for ghn in ghns.values():
         ghn.to(device).eval()
     started = time.perf_counter()
@@ -233,7 +270,7 @@ def run_jobs(jobs: Sequence[ResultJob], models: SplitModels, in_shape: Sequence[
                            setup_key(job.protocol, job.per_channel, job.first_last_8bit,
                                      num_images[job]), sgd if job.sgd else None)
         cached = read_method_cache(path)
-        stale = [m for m, key in keys.items() if cached.get(m, (None,))[0] != key]
+        stale = [m for m, key in keys.items() if m not in cached or cached[m].key != key]
         if stale and (owner[job.split, i] != k or not compute):
             complete = False
             continue
@@ -245,11 +282,13 @@ def run_jobs(jobs: Sequence[ResultJob], models: SplitModels, in_shape: Sequence[
                     job.per_channel, job.first_last_8bit)
             fresh = _evaluate_methods(stale, name, module, in_shape, ghns, baselines, job.bits,
                                       setups[setup_id], seed + i, sgd)
-            cached.update({m: (keys[m], [r for r in fresh if r.method == m]) for m in stale})
-            kept = [r for m in cached for r in cached[m][1]]  # other methods' rows stay cached
-            write_cache(path, {m: key for m, (key, _) in cached.items()}, kept)
+            cached.update({m: CachedMethod(keys[m], [r for r in fresh if r.method == m], machine)
+                           for m in stale})
+            kept = [r for m in cached for r in cached[m].rows]  # other methods' rows stay cached
+            write_cache(path, {m: c.key for m, c in cached.items()}, kept,
+                        {m: c.machine for m, c in cached.items()})
         rows += [ResultRow(job.protocol.name, job.setting, job.split, r.arch, r.method, r.bits,
-                           r.accuracy) for m in keys for r in cached[m][1]]
+                           r.accuracy, cached[m].machine) for m in keys for r in cached[m].rows]
     if progress:
         print(f"results: {(time.perf_counter() - started) / 60:.1f} min for "
               f"{len(pairs)} (job, architecture) pairs")
@@ -281,7 +320,9 @@ def write_tables(rows: Sequence[ResultRow], out: str | Path, figures: str | Path
 
     The markdown has one table per (protocol, setting): split, method (number of
     architectures), then mean ± standard error per bit-width, and the predicted /
-    trained accuracy ratio at FP32 where the SGD reference was evaluated.
+    trained accuracy ratio at FP32 where the SGD reference was evaluated; then a table
+    of where each block's rows were computed, with a warning when a split of a block
+    mixes machines (its low-bit rows are then not comparable to the last decimal).
 
     Args:
         rows: :func:`run_jobs`'s rows.
@@ -297,15 +338,17 @@ def write_tables(rows: Sequence[ResultRow], out: str | Path, figures: str | Path
     paths = {"csv": out / "results.csv", "markdown": out / "tables.md"}
     with atomic_path(paths["csv"]) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["protocol", "setting", "split", "arch", "method", "bits", "accuracy"])
+        writer.writerow(["protocol", "setting", "split", "arch", "method", "bits", "accuracy",
+                         "machine"])
         writer.writerows([r.protocol, r.setting, r.split, r.arch, r.method, r.bits,
-                          f"{r.accuracy:.5f}"] for r in rows)
+                          f"{r.accuracy:.5f}", r.machine] for r in rows)
     blocks = list(dict.fromkeys((r.protocol, r.setting) for r in rows))
     text = ["# Fashion-MNIST results", "", caption, ""] if caption else ["# Results", ""]
     for protocol, setting in blocks:
         block = [r for r in rows if (r.protocol, r.setting) == (protocol, setting)]
         text += [f"## protocol `{protocol}`, weights {setting}", "", _block_table(block), ""]
         text += _ratio_lines(block)
+    text += _machine_lines(rows)
     with atomic_path(paths["markdown"]) as tmp:
         tmp.write_text("\n".join(text).rstrip() + "\n")
     for protocol, setting in blocks:
@@ -347,6 +390,29 @@ def _ratio_lines(rows: Sequence[ResultRow]) -> list[str]:
                              f"{len(archs)} architectures: {mean / reference:.2f} "
                              f"({100 * mean:.1f} / {100 * reference:.1f})")
     return lines + ([""] if lines else [])
+
+
+def _machine_lines(rows: Sequence[ResultRow]) -> list[str]:
+    """A markdown section: per block and split, the machines and what each computed."""
+    where: dict[tuple[str, str, str], dict[str, tuple[set, set]]] = {}
+    for r in rows:
+        machines = where.setdefault((r.protocol, r.setting, r.split), {})
+        archs, methods = machines.setdefault(r.machine, (set(), set()))
+        archs.add(r.arch)
+        methods.add(r.method)
+    table = [[f"`{protocol}`, {setting}", split, machine, str(len(archs)),
+              ", ".join(m for m in dict.fromkeys(r.method for r in rows) if m in methods)]
+             for (protocol, setting, split), machines in where.items()
+             for machine, (archs, methods) in machines.items()]
+    mixed = [f"`{p}` {s} {split}" for (p, s, split), machines in where.items()
+             if len(machines) > 1]
+    lines = ["## Where the rows were computed", "",
+             markdown_table(["block", "split", "machine", "archs", "methods"], table), ""]
+    if mixed:
+        lines += [f"Mixed machines in {'; '.join(mixed)}: accuracies at 4 bits and below "
+                  "depend on the machine's float kernels, so rows of these splits are not "
+                  "all comparable to the last point.", ""]
+    return lines
 
 
 def _plot_splits(rows: Sequence[ResultRow], splits: Sequence[str], path: Path,
