@@ -12,9 +12,10 @@ Suite ``train-bn``: both arms start from the float GHN with the shipped GHN-QAT'
 campaign recipe (:data:`CAMPAIGN_BASE`: AdamW at 3e-5, bits 32:1,8:1,4:2,2:1, ranges
 calibrated on 128 images each step, seed 4) and differ in how the networks normalise
 in training: each batch's own statistics (``batch``, the shipped recipe) or BN
-statistics estimated on the range images with the ranges frozen after them, as the
-``calibrated`` protocol deploys the networks (``calibrated``, ``--train-bn
-calibrated``); differences are taken to ``batch``.
+statistics estimated on the range images and the ranges frozen, as the ``calibrated``
+protocol deploys the networks in its default float-first order (``calibrated``,
+``--train-bn calibrated``) or in the quantized-bn order (``calibrated-quantized-bn``);
+differences are taken to ``batch``.
 
 Suite ``act-noise``: the same start and recipe as ``train-bn``, with the training and
 validation images split by seed 3 (as the float GHN was trained: its validation images
@@ -105,7 +106,11 @@ ARMS = {
 CAMPAIGN_BASE = ("--lr 3e-5 --warmup 30 --grad-clip 2 --seed 4 --meta-batch 8 --batch-size 64 "
                  "--bits 32:1,8:1,4:2,2:1 --seed-bits --collapse-guard --net-grad-clip 5 "
                  "--range-images 128 --log-every 10 --ckpt-every 50")
-TRAIN_BN_ARMS = {"batch": "--train-bn batch", "calibrated": "--train-bn calibrated"}
+#: How the networks normalise in training: each batch's statistics, or deployed as the
+#: calibrated protocol does in its float-first order (``calibrated``) or in the earlier
+#: quantized-bn order (the committed 2026-11 A/B's ``calibrated`` arm).
+TRAIN_BN_ARMS = {"batch": "--train-bn batch", "calibrated": "--train-bn calibrated",
+                 "calibrated-quantized-bn": "--train-bn calibrated-quantized-bn"}
 #: The activation-noise penalty's weights, against the shipped recipe (``batch``).
 ACT_NOISE_ARMS = {"batch": "", "act-noise-3": "--act-noise 3", "act-noise-30": "--act-noise 30"}
 #: Float training from scratch, common to every GHN-2 fidelity arm.

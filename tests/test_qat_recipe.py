@@ -238,6 +238,25 @@ def test_train_bn_calibrated_trains_the_networks_as_the_calibrated_protocol_depl
         TrainConfig(train_bn="eval", range_images=8)
 
 
+def test_train_bn_deploys_in_the_calibration_order_it_names(efficient, tmp_path):
+    """``calibrated`` trains as the protocol's default (float-first) order deploys;
+    ``calibrated-quantized-bn`` as the earlier order did: the same step, other BN
+    statistics, another loss."""
+    losses, statistics = {}, {}
+    for train_bn in ("calibrated", "calibrated-quantized-bn"):
+        trainer = Trainer(efficient_config(efficient, tmp_path / train_bn, bits=(4,),
+                                           data="synthetic", meta_batch=1, batch_size=16,
+                                           range_images=32, train_bn=train_bn))
+        trainer.arch_sampler.indices = lambda step: [0]
+        losses[train_bn] = trainer.train_step()["loss"]
+        statistics[train_bn] = torch.cat([bn.running_var for bn in
+                                          trainer._runners[0].batch_norms()])
+    assert losses["calibrated"] != pytest.approx(losses["calibrated-quantized-bn"], rel=1e-4)
+    assert not torch.allclose(statistics["calibrated"], statistics["calibrated-quantized-bn"])
+    with pytest.raises(ValueError, match="'calibrated-quantized-bn' estimates BN"):
+        TrainConfig(train_bn="calibrated-quantized-bn")
+
+
 def test_collapse_guard_under_running_statistics_detaches_channels_of_no_running_variance():
     torch.manual_seed(0)
     bn = nn.BatchNorm2d(3).eval()

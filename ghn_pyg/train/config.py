@@ -59,8 +59,11 @@ class TrainConfig:
     ranges calibrated each step on that many other training images; 0: each batch's
     own range), ``train_bn`` (``"batch"``: networks normalise with each training batch's
     statistics; ``"calibrated"``: each step, as the calibrated evaluation protocol deploys
-    them, BN statistics are estimated on the ``range_images`` images, then the ranges are
-    calibrated and frozen, and the training batch is normalised with those statistics),
+    them in its default ``float-first`` order, BN statistics are estimated on the
+    ``range_images`` images with float activations, the ranges are calibrated and frozen,
+    BN is estimated again under them, and the training batch is normalised with those
+    statistics; ``"calibrated-quantized-bn"``: the same in the ``quantized-bn`` order, which
+    ``"calibrated"`` meant before 2026-12-05),
     ``act_noise`` (weight of a penalty on the quantization-noise share of quantized
     networks' activations, :meth:`~ghn_pyg.quant.QuantizedModel.activation_noise`, added
     to each such network's loss; 0: off);
@@ -179,7 +182,8 @@ class TrainConfig:
             raise ValueError(f"grad_clip must be > 0 and net_grad_clip >= 0, got "
                              f"{self.grad_clip} and {self.net_grad_clip}")
         choices = {"optimizer": ("adam", "adamw"), "schedule": ("cosine", "step"),
-                   "device": ("auto", "cpu", "cuda"), "train_bn": ("batch", "calibrated")}
+                   "device": ("auto", "cpu", "cuda"),
+                   "train_bn": ("batch", "calibrated", "calibrated-quantized-bn")}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed and not (key == "device"
                                                            and str(self.device).startswith("cuda:")):
@@ -202,8 +206,8 @@ class TrainConfig:
             raise ValueError("act_noise penalises quantized activations, but no bit-width "
                              f"below 32 is drawn (bits {list(self.bits)}): set --bits, e.g. "
                              "32:1,8:1,4:2,2:1")
-        if self.train_bn == "calibrated" and self.range_images < 1:
-            raise ValueError("train_bn 'calibrated' estimates BN statistics and activation "
+        if self.train_bn != "batch" and self.range_images < 1:
+            raise ValueError(f"train_bn {self.train_bn!r} estimates BN statistics and activation "
                              "ranges on range_images images each step: set range_images >= 1, "
                              "e.g. 128")
         if not self.time_limit >= 0:
@@ -335,9 +339,10 @@ HELP: dict[str, str] = {
     "training images (min/max, like the calibrated evaluation) instead of each batch's own "
     "range (0)",
     "train_bn": "batch: normalise each training batch with its own statistics; calibrated: "
-    "each step, estimate BN statistics on the --range-images images, calibrate and freeze "
-    "the ranges, and normalise with those statistics, as the calibrated evaluation deploys "
-    "the networks",
+    "each step, deploy the networks on the --range-images images as the calibrated "
+    "evaluation does (float-first order: BN statistics, ranges calibrated and frozen, BN "
+    "again) and normalise with those statistics; calibrated-quantized-bn: the same in the "
+    "quantized-bn order (what calibrated meant before 2026-12-05)",
     "act_noise": "GHN-QAT: add this weight times the mean share of quantization noise in the "
     "power of each quantized layer's input channels to each quantized network's loss "
     "(0: off)",

@@ -125,10 +125,11 @@ class Trainer:
                                           self.world)
         self.range_batcher = ImageBatcher(self.images, cfg.range_images, cfg.seed + 7, self.rank,
                                           self.world) if cfg.range_images else None
-        # train_bn "calibrated": the calibrated protocol's deployment, on one batch
-        self._deployment = EvalProtocol("calibrated", bn_batches=1, calib_batches=1,
-                                        batch_size=cfg.range_images) \
-            if cfg.train_bn == "calibrated" else None
+        # train_bn "calibrated*": the calibrated protocol's deployment, on one batch
+        self._deployment = EvalProtocol(
+            "calibrated", bn_batches=1, calib_batches=1, batch_size=cfg.range_images,
+            calib_order="quantized-bn" if cfg.train_bn == "calibrated-quantized-bn"
+            else "float-first") if cfg.train_bn != "batch" else None
         self.step = 0
         self.nan_skips = 0
         self._consecutive_nan = 0
@@ -332,9 +333,10 @@ class Trainer:
         With ``calibration`` images (``range_images``), a quantized network's activation
         ranges are first fixed from them (min/max, as the ``calibrated`` evaluation
         protocol does) instead of each training batch's own range. With ``train_bn``
-        ``"calibrated"`` every network is first set up as that protocol deploys it
-        (:meth:`EvalProtocol.apply`: BN statistics estimated on them, then the ranges
-        frozen) and normalises the training batch with those statistics.
+        ``"calibrated"`` (or ``"calibrated-quantized-bn"``) every network is first set up
+        as that protocol deploys it in that calibration order (:meth:`EvalProtocol.apply`:
+        BN statistics estimated on them and the ranges frozen) and normalises the training
+        batch with those statistics.
         """
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.amp):
             if calibration is not None and self._deployment is not None:
