@@ -240,6 +240,7 @@ def test_cli_train_eval_predict(graphs, tmp_path, capsys):
     assert len(rows) == 1 + 3 * 2 * 3
     assert (tmp_path / "eval" / "accuracy_vs_bits.png").is_file()
     assert "protocol calibrated: BN statistics re-estimated on 20 training batches" in text
+    assert "; computed on CPU (" in text and torch.__version__ in text
     with pytest.warns(UserWarning, match="trained with bits"):
         code = main(["eval", "--ckpt", str(out / "last.pt"), "--size", "3", "--max-archs", "1",
                      "--bits", "4", "--max-images", "32", "--baselines", "he", "--protocol",
@@ -352,6 +353,7 @@ def test_demo_runs_with_shipped_checkpoints(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "2 unseen efficient test architectures" in out
     assert "the first 16 of 20 test images" in out
+    assert f"computed on CPU ({torch.backends.cpu.get_cpu_capability()} kernels)" in out
     assert "protocol calibrated: BN statistics re-estimated on 4 training batches" in out
     assert "| GHN (float) " in out and "| GHN-QAT " in out and "| he " in out and "W2A2" in out
     assert "resnet18 (1x28x28, 10 classes)" in out

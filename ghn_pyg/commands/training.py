@@ -107,6 +107,7 @@ def _warn_about_settings(ghns: dict, bits: list[int], space: str, trained: dict)
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from ..data import ArchGraphDataset, first_items, load_images
+    from ..machine import compute_signature
     from ..train.evaluate import evaluate_split
     from ..train.tables import markdown_summary, write_results
 
@@ -132,7 +133,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                           protocol=protocol, per_channel=not args.per_tensor,
                           first_last_8bit=args.first_last_8bit)
     title = (f"{opts.space}/{args.split}: {len({r.arch for r in rows})} architectures, top-1 "
-             f"(%); {protocol.describe()}")
+             f"(%); {protocol.describe()}; computed on {compute_signature(args.device)}")
     paths = write_results(rows, args.out, title)
     print(title)
     print(markdown_summary(rows))
@@ -166,6 +167,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from ..data import load_images, split_models
+    from ..machine import compute_signature
     from ..nn import GHN
     from ..spaces import TorchvisionSpace
     from ..graph.bits import EVAL_BITS
@@ -188,7 +190,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     unseen = [r for r in rows if r.arch.startswith("efficient-test")]
     title = (f"{args.archs} unseen efficient test architectures, Fashion-MNIST "
              f"(the first {min(args.max_images, len(images))} of {len(images)} test images), "
-             f"top-1 % (mean ± standard error); {protocol.describe()}")
+             f"top-1 % (mean ± standard error); {protocol.describe()}; computed on "
+             f"{compute_signature('cpu')}")
     paths = write_results(unseen, args.out, title,
                           plot_title=f"{args.archs} unseen efficient test architectures, "
                                      f"protocol {protocol.name}")
