@@ -400,8 +400,9 @@ def _machine_lines(rows: Sequence[ResultRow]) -> list[str]:
         archs, methods = machines.setdefault(r.machine, (set(), set()))
         archs.add(r.arch)
         methods.add(r.method)
+    order = list(dict.fromkeys(r.method for r in rows))
     table = [[f"`{protocol}`, {setting}", split, machine, str(len(archs)),
-              ", ".join(m for m in dict.fromkeys(r.method for r in rows) if m in methods)]
+              ", ".join(m for m in order if m in methods)]
              for (protocol, setting, split), machines in where.items()
              for machine, (archs, methods) in machines.items()]
     mixed = [f"`{p}` {s} {split}" for (p, s, split), machines in where.items()
