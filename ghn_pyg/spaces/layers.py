@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-__all__ = ["ACTIVATION_LAYERS", "activation", "ConvNormAct", "DepthwiseSeparable", "BasicResidual",
+__all__ = ["ACTIVATION_LAYERS", "ALL_ACTIVATION_LAYERS", "activation", "ConvNormAct",
+           "DepthwiseSeparable", "BasicResidual",
            "Bottleneck", "InvertedResidual", "SqueezeExcite", "make_block", "BLOCK_TYPES"]
 
+#: The activations the ``efficient`` space draws from (its sampling order depends on it).
 ACTIVATION_LAYERS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU, "relu6": nn.ReLU6, "hardswish": nn.Hardswish, "silu": nn.SiLU,
 }
+#: Every activation a spec may name: the above and GELU (ConvNeXt, ``families`` space).
+ALL_ACTIVATION_LAYERS: dict[str, type[nn.Module]] = {**ACTIVATION_LAYERS, "gelu": nn.GELU}
 
 
 def activation(name: str | None) -> nn.Module:
@@ -17,10 +21,10 @@ def activation(name: str | None) -> nn.Module:
     if name in (None, "none"):
         return nn.Identity()
     try:
-        return ACTIVATION_LAYERS[name]()
+        return ALL_ACTIVATION_LAYERS[name]()
     except KeyError:
         raise ValueError(f"unknown activation {name!r}; use one of "
-                         f"{', '.join(ACTIVATION_LAYERS)}") from None
+                         f"{', '.join(ALL_ACTIVATION_LAYERS)}") from None
 
 
 class ConvNormAct(nn.Sequential):

@@ -2,13 +2,15 @@
 
 A spec is::
 
-    {"space": ..., "stem": {"width", "kernel", "stride", "bn", "act"},
+    {"space": ..., "stem": {"width", "kernel", "stride", "bn", "act", ["pool"]},
      "stages": [{"block", "width", "depth", "stride", "kernel", "bn", "act",
-                 "expand", "se"}, ...],
+                 "expand", "se", ["group_width"]}, ...],
      "head": {"hidden": [widths of hidden linear layers], "act"}}
 
-and builds ``stem -> stages (the first block of a stage has its stride) -> global
-average pooling -> hidden linear layers -> classifier``.
+and builds ``stem (with "pool": a 3x3 stride-2 max pool after it) -> stages (the first
+block of a stage has its stride) -> global average pooling -> hidden linear layers ->
+classifier``. Blocks are the ``efficient`` ones (:data:`~.layers.BLOCK_TYPES`) or the
+zoo families' (:data:`~.zoo_blocks.ZOO_BLOCK_TYPES`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from .layers import ConvNormAct, activation, make_block
+from .zoo_blocks import ZOO_BLOCK_TYPES, make_zoo_block
 
 __all__ = ["MacroNet", "build_macro", "macro_param_count"]
 
@@ -41,17 +44,17 @@ def build_macro(spec: dict[str, Any], in_channels: int, num_classes: int) -> Mac
     """
     try:
         stem_spec, stage_specs, head_spec = spec["stem"], spec["stages"], spec["head"]
-        stem = ConvNormAct(in_channels, stem_spec["width"], stem_spec["kernel"],
-                           stem_spec["stride"], bn=stem_spec["bn"], act=stem_spec["act"])
+        stem: nn.Module = ConvNormAct(in_channels, stem_spec["width"], stem_spec["kernel"],
+                                      stem_spec["stride"], bn=stem_spec["bn"],
+                                      act=stem_spec["act"])
+        if stem_spec.get("pool", False):
+            stem = nn.Sequential(stem, nn.MaxPool2d(3, 2, 1))
         width = stem_spec["width"]
         stages = []
         for stage in stage_specs:
             blocks = []
             for i in range(stage["depth"]):
-                blocks.append(make_block(stage["block"], width, stage["width"], stage["kernel"],
-                                         stage["stride"] if i == 0 else 1, stage["bn"],
-                                         stage["act"], stage.get("expand", 6),
-                                         stage.get("se", False)))
+                blocks.append(_make_stage_block(stage, width, stage["stride"] if i == 0 else 1))
                 width = stage["width"]
             stages.append(nn.Sequential(*blocks))
         layers: list[nn.Module] = [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
@@ -62,6 +65,15 @@ def build_macro(spec: dict[str, Any], in_channels: int, num_classes: int) -> Mac
     except (KeyError, TypeError) as err:
         raise ValueError(f"malformed {spec.get('space', '?')} spec: {type(err).__name__}: {err}") from err
     return MacroNet(stem, nn.Sequential(*stages), nn.Sequential(*layers))
+
+
+def _make_stage_block(stage: dict[str, Any], cin: int, stride: int) -> nn.Module:
+    """One block of ``stage`` taking ``cin`` channels, an efficient or a zoo block."""
+    args = (stage["block"], cin, stage["width"], stage["kernel"], stride, stage["bn"],
+            stage["act"])
+    if stage["block"] in ZOO_BLOCK_TYPES:
+        return make_zoo_block(*args, stage)
+    return make_block(*args, stage.get("expand", 6), stage.get("se", False))
 
 
 def _conv_params(cin: int, cout: int, kernel: int, groups: int, bn: bool) -> int:
