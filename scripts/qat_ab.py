@@ -29,8 +29,17 @@ steps, clip 5, seed 3) with this library's output ranges and message MLPs
 ``tanh(0.2 p)``, norm weights ``2 sigmoid(0.5 p)``, a ReLU ending the message MLPs);
 differences are taken to ``library``.
 
+Suite ``mixture``: float GHNs fine-tuned from ``--init`` (AdamW at 1e-4, 20 warm-up
+steps, clip 5, seed 3, the campaign's validation-image seed 3) on the campaign's
+mixture of ``efficient`` and DARTS ``cells`` architectures drawn 9:1 (``base``), or
+with ``families`` architectures (the torchvision zoo's block families; the roots of
+both are ``--mixture-roots``) added, drawn 6:1:3 (``families``); evaluated on the
+validation architectures of both ``efficient`` and ``families``; differences are taken
+to ``base``.
+
 Then the reference and every arm are evaluated on the first ``--val-archs`` validation
-architectures of the ``efficient`` space (seed 0) with ``--images`` validation images
+architectures of the ``efficient`` space (seed 0; a suite's ``val_spaces`` may add
+other spaces, each in its own table) with ``--images`` validation images
 (Fashion-MNIST's held-out training images, never the test split) under the
 ``calibrated`` protocol (BN statistics and activation ranges from training images),
 per-channel weights, bits 32/8/4/2. Prints and writes ``OUT/ab.md`` (mean ± standard
@@ -124,6 +133,19 @@ FIDELITY_ARMS = {
     "message-relu": "--message-relu",
     "ghn2-all": "--bias-range 1 --bias-slope 0.2 --norm-slope 0.5 --message-relu",
 }
+#: The default training roots of the mixture suite's ``{cells}`` and ``{families}``
+#: (``--mixture-roots``; build them with ``ghn-pyg make-dataset --space cells --split train
+#: --size 1000 --root graphs/cells-fmnist`` and ``--space families --size 2000 --root
+#: graphs/families-fmnist``).
+MIXTURE_ROOTS = "graphs/cells-fmnist,graphs/families-fmnist"
+#: Float fine-tuning from the shipped float GHN, common to the mixture arms.
+MIXTURE_BASE = ("--lr 1e-4 --warmup 20 --grad-clip 5 --seed 3 --meta-batch 8 --batch-size 64 "
+                "--log-every 10 --ckpt-every 50")
+#: The campaign's mixture against one that adds the zoo families.
+MIXTURE_ARMS = {
+    "base": "--mix-graphs {cells} --mix-weights 9,1",
+    "families": "--mix-graphs {cells},{families} --mix-weights 6,1,3",
+}
 FLOAT = "float GHN (start)"
 BITS = (32, 8, 4, 2)
 
@@ -142,6 +164,7 @@ class Suite:
     reference: str | None
     from_init: bool = True
     val_seed: int = 0
+    val_spaces: tuple[str, ...] = ("efficient",)
 
 
 SUITES = {
@@ -152,6 +175,8 @@ SUITES = {
                        "batch", val_seed=3),
     "ghn2-fidelity": Suite("GHN-2 fidelity A/B (float, from scratch)", FLOAT_BASE,
                            FIDELITY_ARMS, "library", from_init=False),
+    "mixture": Suite("Training-mixture A/B (float fine-tuning)", MIXTURE_BASE, MIXTURE_ARMS,
+                     "base", val_seed=3, val_spaces=("efficient", "families")),
 }
 
 
@@ -160,7 +185,7 @@ def arm_config(name: str, args: argparse.Namespace):
     suite = SUITES[args.suite]
     parser = argparse.ArgumentParser()
     add_config_arguments(parser)
-    flags = shlex.split(f"{suite.base} {suite.arms[name]}") + [
+    flags = shlex.split(f"{suite.base} {arm_flags(name, args)}") + [
         "--graphs", args.graphs, "--num-archs", str(args.num_archs), "--steps", str(args.steps),
         "--out", str(args.out / "runs" / name), "--device", args.device,
         "--val-seed", str(suite.val_seed)]
@@ -169,6 +194,12 @@ def arm_config(name: str, args: argparse.Namespace):
     if args.data_root:
         flags += ["--data-root", args.data_root]
     return config_from_args(parser.parse_args(flags))
+
+
+def arm_flags(name: str, args: argparse.Namespace) -> str:
+    """Arm ``name``'s own flags, with the mixture roots filled in."""
+    cells, families = args.mixture_roots.split(",")
+    return SUITES[args.suite].arms[name].format(cells=cells, families=families)
 
 
 def train_arm(name: str, args: argparse.Namespace) -> Path:
@@ -183,30 +214,37 @@ def train_arm(name: str, args: argparse.Namespace) -> Path:
     return path
 
 
-def val_models(count: int) -> list:
-    """``(name, module)`` of the first ``count`` validation architectures at 1x28x28."""
-    space = get_space("efficient")
-    return [(f"val-{i:02d}", space.build(s, 1, 10))
+def val_models(count: int, space_name: str = "efficient") -> list:
+    """``(name, module)`` of the first ``count`` validation architectures of a space at
+    1x28x28 (named ``val-NN``, prefixed by the space unless it is ``efficient``)."""
+    space = get_space(space_name)
+    prefix = "" if space_name == "efficient" else f"{space_name}-"
+    return [(f"{prefix}val-{i:02d}", space.build(s, 1, 10))
             for i, s in enumerate(sample_specs(space, "val", count, 0))]
 
 
 def evaluate(name: str, ghn: GHN, args: argparse.Namespace, archs, images, train,
-             protocol_name: str = "calibrated", first_last_8bit: bool = False) -> list[EvalRow]:
-    """Rows of ``ghn`` under ``protocol_name`` (cached by weights and settings); with
-    ``first_last_8bit`` the first and last layers stay at 8 bits below 8 bits."""
+             protocol_name: str = "calibrated", first_last_8bit: bool = False,
+             space: str = "efficient") -> list[EvalRow]:
+    """Rows of ``ghn`` on ``space``'s validation architectures ``archs`` under
+    ``protocol_name`` (cached by weights and settings); with ``first_last_8bit`` the
+    first and last layers stay at 8 bits below 8 bits."""
     protocol = (EvalProtocol("calibrated", args.bn_batches, args.calib_batches,
                              calib_order=args.calib_order)
                 if protocol_name == "calibrated" else EvalProtocol(protocol_name))
     setting = "-first-last-8bit" if first_last_8bit else ""
+    setting += "" if space == "efficient" else f"-{space}"
     order = "-floatfirst" if protocol_name == "calibrated" and args.calib_order == "float-first" \
         else ""
     key = (f"{ghn_fingerprint({name: ghn})}-{protocol.key()}{setting}-{args.val_archs}-"
            f"{args.images}")
+    if args.bits != BITS:
+        key += "-bits" + ",".join(map(str, args.bits))
     slug = re.sub(r"[^\w+.-]+", "_", name).strip("_")
     cache = args.out / "cache" / f"{slug}-{protocol.name}{order}{setting}.csv"
     rows = read_cache(cache, key)
     if rows is None:
-        rows = evaluate_split(archs, images, {name: ghn}, BITS, baselines=(),
+        rows = evaluate_split(archs, images, {name: ghn}, args.bits, baselines=(),
                               max_images=args.images, train_images=train, protocol=protocol,
                               first_last_8bit=first_last_8bit, device=args.device,
                               progress=True)
@@ -214,16 +252,17 @@ def evaluate(name: str, ghn: GHN, args: argparse.Namespace, archs, images, train
     return rows
 
 
-def ab_table(rows: list[EvalRow], methods: list[str], reference: str = FLOAT) -> str:
+def ab_table(rows: list[EvalRow], methods: list[str], reference: str = FLOAT,
+             bits: tuple[int, ...] = BITS) -> str:
     """Markdown: accuracy per method and bit-width, and the difference to ``reference``."""
     stats = summarize(rows)
     per_arch = {(r.method, r.bits, r.arch): r.accuracy for r in rows}
-    header = ["method"] + [f"{'FP32' if b == 32 else f'W{b}A{b}'}" for b in BITS] + \
-        [f"Δ {'FP32' if b == 32 else f'W{b}A{b}'}" for b in BITS]
+    header = ["method"] + [f"{'FP32' if b == 32 else f'W{b}A{b}'}" for b in bits] + \
+        [f"Δ {'FP32' if b == 32 else f'W{b}A{b}'}" for b in bits]
     table = []
     for method in methods:
-        cells = [format_accuracy(*stats[(method, b)]) if (method, b) in stats else "-" for b in BITS]
-        for b in BITS:
+        cells = [format_accuracy(*stats[(method, b)]) if (method, b) in stats else "-" for b in bits]
+        for b in bits:
             diffs = [100 * (per_arch[(method, b, a)] - per_arch[(reference, b, a)])
                      for (m, bb, a) in per_arch
                      if m == method and bb == b and (reference, b, a) in per_arch]
@@ -272,7 +311,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="qat: GHN-QAT recipes from a float GHN; train-bn: GHN-QAT with "
                              "batch or deployed (calibrated) BN statistics in training; "
                              "ghn2-fidelity: float GHNs from scratch with GHN-2's reference "
-                             "output ranges")
+                             "output ranges; mixture: float fine-tuning with or without the "
+                             "zoo families in the training mixture")
     parser.add_argument("--arms", default=None,
                         help="comma-separated arms (default: all of the suite)")
     parser.add_argument("--steps", type=int, default=600, help="training steps of every arm")
@@ -281,9 +321,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--graphs", default="graphs/efficient-fmnist-10k",
                         help="training architectures (built if missing)")
     parser.add_argument("--num-archs", type=int, default=10000)
+    parser.add_argument("--mixture-roots", default=MIXTURE_ROOTS,
+                        help="suite mixture: the cells and families training roots, "
+                             "comma-separated")
     parser.add_argument("--data-root", default=None, help="Fashion-MNIST folder")
     parser.add_argument("--val-archs", type=int, default=10)
     parser.add_argument("--images", type=int, default=2000, help="validation images")
+    parser.add_argument("--bits", type=lambda t: tuple(int(b) for b in t.split(",")),
+                        default=BITS, help="bit-widths evaluated (default 32,8,4,2)")
     parser.add_argument("--bn-batches", type=int, default=4,
                         help="calibrated protocol: training batches of 256 for BN statistics")
     parser.add_argument("--calib-batches", type=int, default=2,
@@ -312,6 +357,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if (suite.reference is not None and not args.train_only
             and suite.reference not in args.arms.split(",")):
         parser.error(f"suite {args.suite} needs its reference arm {suite.reference!r} in --arms")
+    if len(args.mixture_roots.split(",")) != 2:
+        parser.error(f"--mixture-roots takes CELLS,FAMILIES, got {args.mixture_roots!r}")
     for key in ("steps", "val_archs", "images", "bn_batches", "calib_batches"):
         if getattr(args, key) < 1:
             parser.error(f"--{key.replace('_', '-')} must be >= 1")
@@ -334,6 +381,12 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for name, ghn in ghns.items():
         rows += evaluate(name, ghn, args, archs, images, train)
+    other_rows = {}
+    for space in suite.val_spaces[1:]:
+        space_archs = ModuleArchs(val_models(args.val_archs, space), (1, 28, 28))
+        other_rows[space] = [row for name, ghn in ghns.items()
+                             for row in evaluate(name, ghn, args, space_archs, images, train,
+                                                 space=space)]
     ghn2_rows = [row for name, ghn in ghns.items() if args.ghn2
                  for row in evaluate(name, ghn, args, archs, images, train, "ghn2")]
     end_names = [n for n in ghns if n == FLOAT or n in args.first_last_8bit_arms.split(",")]
@@ -349,17 +402,20 @@ def main(argv: list[str] | None = None) -> None:
             f"protocol `calibrated` ({args.bn_batches} BN + {args.calib_batches} calibration "
             "batches of 256 training images), per-channel weights; Δ: mean ± standard error of "
             f"the difference to `{reference}` on the same architectures, in points.\n\n"
-            + ab_table(rows, list(ghns), reference)
+            + ab_table(rows, list(ghns), reference, args.bits)
+            + "".join(f"\n\nThe same on {args.val_archs} validation architectures of the "
+                      f"`{space}` space:\n\n" + ab_table(part, list(ghns), reference, args.bits)
+                      for space, part in other_rows.items())
             + ("\n\nThe same under the `ghn2` protocol (each batch's statistics and ranges):\n\n"
-               + ab_table(ghn2_rows, list(ghns), reference) if ghn2_rows else "")
+               + ab_table(ghn2_rows, list(ghns), reference, args.bits) if ghn2_rows else "")
             + ("\n\nEvaluated with the first and last layers at 8 bits (`calibrated`):\n\n"
-               + ab_table(end_rows, end_names, reference) if end_rows else "")
+               + ab_table(end_rows, end_names, reference, args.bits) if end_rows else "")
             + "\n\nTraining (from each arm's `metrics.csv`, logged "
             "every 10 steps; network gradient: norm of the loss gradient w.r.t. the predicted "
             "parameters, before any clipping; loss: the last 10 logged steps):\n\n"
             + training_table(args.out, arms) + "\n\nArms (added to the common recipe `"
             + suite.base + "`):\n\n"
-            + "\n".join(f"- `{n}`: `{suite.arms[n] or '(nothing)'}`" for n in arms)
+            + "\n".join(f"- `{n}`: `{arm_flags(n, args) or '(nothing)'}`" for n in arms)
             + f"\n\nCommand: `python {' '.join(map(shlex.quote, sys.argv))}` on {device}.\n")
     args.out.mkdir(parents=True, exist_ok=True)
     with atomic_path(args.out / "ab.md") as tmp:
@@ -368,8 +424,9 @@ def main(argv: list[str] | None = None) -> None:
         writer = csv.writer(f)
         writer.writerow(["protocol", "arch", "method", "bits", "accuracy"])
         writer.writerows([protocol, r.arch, r.method, r.bits, r.accuracy]
-                         for protocol, part in (("calibrated", rows), ("ghn2", ghn2_rows),
-                                                ("calibrated-first-last-8bit", end_rows))
+                         for protocol, part in (("calibrated", rows + [
+                             r for part in other_rows.values() for r in part]),
+                             ("ghn2", ghn2_rows), ("calibrated-first-last-8bit", end_rows))
                          for r in part)
     print(text)
     print(f"total {time.perf_counter() - start:.0f} s")

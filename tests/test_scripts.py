@@ -262,6 +262,32 @@ def test_suites_against_batch_start_both_arms_from_the_float_ghn(tmp_path, suite
                and c["val_seed"] == val_seed for c in saved.values())
 
 
+def test_mixture_suite_trains_on_its_roots_and_judges_on_both_spaces(tmp_path):
+    from ghn_pyg.data import ArchGraphDataset
+
+    fake_fmnist(tmp_path, 600)
+    roots = [tmp_path / "cells", tmp_path / "families"]
+    for space, root in zip(("cells", "families"), roots):
+        ArchGraphDataset(root, space=space, split="train", size=3, progress=False)
+    out = tmp_path / "mixture"
+    flags = ["--suite", "mixture", "--bits", "32,4", "--mixture-roots"]
+    bad = run_qat_ab(tmp_path, out, *flags, str(roots[0]), "--arms", "base")
+    assert bad.returncode == 2 and "--mixture-roots takes CELLS,FAMILIES" in bad.stderr
+    done = run_qat_ab(tmp_path, out, *flags, f"{roots[0]},{roots[1]}", "--arms", "base,families")
+    assert done.returncode == 0, done.stderr[-2000:]
+    table = (out / "ab.md").read_text()
+    assert "difference to `base`" in table and "(val seed 3)" in table
+    assert "validation architectures of the `families` space" in table
+    assert "| W4A4 " in table and "W8A8" not in table.split("Training")[0]
+    assert f"`families`: `--mix-graphs {roots[0]},{roots[1]} --mix-weights 6,1,3`" in table
+    saved = torch.load(out / "runs" / "families" / "last.pt", weights_only=True)["config"]
+    assert saved["mix_graphs"] == [str(roots[0]), str(roots[1])]
+    assert saved["mix_weights"] == [6.0, 1.0, 3.0] and saved["lr"] == 1e-4
+    with open(out / "ab.csv", newline="") as f:
+        archs = {row["arch"] for row in csv.DictReader(f)}
+    assert archs == {"val-00", "families-val-00"}
+
+
 def test_probe_gradients_prints_per_layer_and_summary(tmp_path, capsys):
     fake_fmnist(tmp_path, 100)
     args = ["--graphs", str(tmp_path / "graphs"), "--num-archs", "2", "--bits", "8,2",
