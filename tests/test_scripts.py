@@ -550,9 +550,12 @@ def test_qat_ab_evaluates_in_the_calibration_order_asked_for_and_caches_it_apart
     ghn = GHN.load_any("ghn-fmnist")
     for order in ("float-first", "quantized-bn", "float-first"):
         args = argparse.Namespace(bn_batches=4, calib_batches=2, calib_order=order, val_archs=1,
-                                  images=10, out=tmp_path, device="cpu")
+                                  images=10, out=tmp_path, device="cpu", bits=script.BITS)
         script.evaluate("arm", ghn, args, [], None, None)
     assert [p.calib_order for p in seen] == ["float-first", "quantized-bn"]  # third: cached
+    args.bits = (32, 4)  # other bit-widths are another cache key, not the cached rows
+    assert sorted({r.bits for r in script.evaluate("arm", ghn, args, [], None, None)}) == [4, 32]
+    assert len(seen) == 3
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == \
         ["arm-calibrated-floatfirst.csv", "arm-calibrated.csv"]
     assert script.parse_args([]).calib_order == "float-first"
