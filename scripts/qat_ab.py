@@ -74,6 +74,7 @@ import torch  # noqa: E402
 
 from ghn_pyg.data import load_images, sample_specs  # noqa: E402
 from ghn_pyg.fileio import atomic_path  # noqa: E402
+from ghn_pyg.graph.bits import EVAL_BITS, bit_width  # noqa: E402
 from ghn_pyg.machine import compute_signature  # noqa: E402
 from ghn_pyg.nn import GHN  # noqa: E402
 from ghn_pyg.nn.ghn import PRETRAINED_DIR  # noqa: E402
@@ -147,7 +148,7 @@ MIXTURE_ARMS = {
     "families": "--mix-graphs {cells},{families} --mix-weights 6,1,3",
 }
 FLOAT = "float GHN (start)"
-BITS = (32, 8, 4, 2)
+BITS = EVAL_BITS
 
 
 @dataclass(frozen=True)
@@ -327,8 +328,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-root", default=None, help="Fashion-MNIST folder")
     parser.add_argument("--val-archs", type=int, default=10)
     parser.add_argument("--images", type=int, default=2000, help="validation images")
-    parser.add_argument("--bits", type=lambda t: tuple(int(b) for b in t.split(",")),
-                        default=BITS, help="bit-widths evaluated (default 32,8,4,2)")
+    parser.add_argument("--bits", default=",".join(map(str, BITS)),
+                        help="bit-widths evaluated, comma-separated (default 32,8,4,2)")
     parser.add_argument("--bn-batches", type=int, default=4,
                         help="calibrated protocol: training batches of 256 for BN statistics")
     parser.add_argument("--calib-batches", type=int, default=2,
@@ -357,6 +358,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if (suite.reference is not None and not args.train_only
             and suite.reference not in args.arms.split(",")):
         parser.error(f"suite {args.suite} needs its reference arm {suite.reference!r} in --arms")
+    try:
+        args.bits = tuple(bit_width(int(b), "--bits") for b in args.bits.split(","))
+    except ValueError as err:
+        parser.error(f"--bits takes comma-separated bit-widths from 2..8, 16 and 32: {err}")
     if len(args.mixture_roots.split(",")) != 2:
         parser.error(f"--mixture-roots takes CELLS,FAMILIES, got {args.mixture_roots!r}")
     for key in ("steps", "val_archs", "images", "bn_batches", "calib_batches"):
