@@ -110,10 +110,6 @@ def test_results_script_evaluates_under_the_calibration_order_asked_for():
         == [j.protocol for j in default if j.protocol.name == "ghn2"]
     with pytest.raises(SystemExit):
         script.parse_args(["--calib-order", "late"])
-    assert script.parse_args(["--bits", "32,4"]).bits == (32, 4)
-    for bad in ("32,1", "4,x"):
-        with pytest.raises(SystemExit):
-            script.parse_args(["--bits", bad])
 
 
 def test_results_script_resumes_and_writes_every_table(tmp_path):
