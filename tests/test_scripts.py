@@ -582,3 +582,30 @@ def test_calib_order_check_agrees_between_orders_on_a_network_without_batch_norm
         script.parse_args(["--archs", "-1"])
     with pytest.raises(SystemExit):
         script.parse_args(["--orders", "late"])
+
+
+def test_probe_features_sets_each_network_beside_its_linear_probe(tmp_path, monkeypatch, capsys):
+    fake_fmnist(tmp_path, 400)
+    monkeypatch.syspath_prepend(str(SCRIPTS))
+    script = load("probe_features")
+    out = tmp_path / "probe" / "efficient-val.md"
+    text = script.main(["--split", "efficient:val", "--archs", "1", "--bits", "32,4",
+                        "--images", "30", "--probe-images", "64", "--bn-batches", "1",
+                        "--calib-batches", "1", "--data-root", str(tmp_path), "--out", str(out)])
+    assert out.read_text() == text and "efficient-val-00 ghn-fmnist 4-bit" in capsys.readouterr().out
+    summary, rows = [table_rows(part) for part in text.split("\n\n| network")]  # rows: no header
+    assert [r[:3] for r in summary[1:]] == [["ghn-fmnist", "32", "1"], ["ghn-fmnist", "4", "1"],
+                                           ["he_normal", "32", "1"], ["he_normal", "4", "1"]]
+    assert len(rows) == 4 and {r[0] for r in rows} == {"efficient-val-00"}
+    for row in rows:  # network, probe and their difference are consistent percentages
+        network, probe, gap = float(row[3]), float(row[4]), float(row[5])
+        assert 0 <= network <= 100 and 0 <= probe <= 100 and abs(probe - network - gap) < 0.11
+    for bad, message in ((["--split", "efficient:holdout"], "has splits"),
+                         (["--split", "imagenet"], "SPACE:SPLIT"),
+                         (["--split", "nowhere:val"], "unknown architecture space"),
+                         (["--bits", "3,1"], "--bits takes"),
+                         (["--inits", "zeros"], "--inits: unknown zeros"),
+                         (["--images", "0"], "must be >= 1")):
+        with pytest.raises(SystemExit) as exit_info:
+            script.parse_args(bad)
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
