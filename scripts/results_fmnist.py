@@ -58,7 +58,7 @@ from ghn_pyg.train.results import SGD_METHOD, ResultJob, run_jobs, write_tables 
 #: The torchvision networks evaluated, lighter ones first (all of them take 1x28x28).
 TORCHVISION = ("resnet18", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0",
                "squeezenet1_0", "regnet_x_400mf", "shufflenet_v2_x1_0", "mnasnet1_0",
-               "resnet50", "densenet121")
+               "resnet50")
 SPLITS = ("test", "wide", "deep", "nobn", "torchvision")
 #: The GHNs evaluated by default: method name -> shipped checkpoint.
 SHIPPED = {"GHN (float)": "ghn-fmnist", "GHN-QAT": "ghn-qat-fmnist"}
@@ -180,6 +180,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--archs", type=int, default=20, help="test architectures")
     parser.add_argument("--ood-archs", type=int, default=5, help="wide/deep/nobn architectures")
     parser.add_argument("--torchvision-archs", type=int, default=6,
+                        choices=range(1, len(TORCHVISION) + 1), metavar=f"1..{len(TORCHVISION)}",
                         help="the first N of TORCHVISION")
     parser.add_argument("--images", type=int, default=0, help="test images (0: all 10,000)")
     parser.add_argument("--bn-batches", type=int, default=20)

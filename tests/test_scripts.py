@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from ghn_pyg import trace
+
 from .test_images import fake_fmnist, needs_fmnist
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
@@ -110,6 +112,17 @@ def test_results_script_evaluates_under_the_calibration_order_asked_for():
         == [j.protocol for j in default if j.protocol.name == "ghn2"]
     with pytest.raises(SystemExit):
         script.parse_args(["--calib-order", "late"])
+
+
+def test_results_script_torchvision_networks_all_take_fashion_mnist_inputs(capsys):
+    script = load("results_fmnist")
+    models = script.split_models("torchvision", {"torchvision": len(script.TORCHVISION)})
+    assert [name for name, _ in models] == list(script.TORCHVISION)
+    for name, module in models:  # each traces at 1x28x28 (densenet121 does not: left out)
+        assert trace(module, (1, 1, 28, 28), name=name).num_nodes > 10
+    with pytest.raises(SystemExit):
+        script.parse_args(["--torchvision-archs", str(len(script.TORCHVISION) + 1)])
+    assert "invalid choice" in capsys.readouterr().err
 
 
 def test_results_script_resumes_and_writes_every_table(tmp_path):
