@@ -28,7 +28,7 @@ import torch  # noqa: E402
 from ghn_pyg.data import load_images, tensor_batches  # noqa: E402
 from ghn_pyg.data.archgraph_dataset import split_models as space_split_models  # noqa: E402
 from ghn_pyg.fileio import atomic_path  # noqa: E402
-from ghn_pyg.graph.bits import EVAL_BITS, bit_width  # noqa: E402
+from ghn_pyg.graph.bits import EVAL_BITS, parse_bits  # noqa: E402
 from ghn_pyg.inits import init_params, initializer_names  # noqa: E402
 from ghn_pyg.nn import GHN  # noqa: E402
 from ghn_pyg.quant import annotate  # noqa: E402
@@ -70,7 +70,7 @@ def split_arg(text: str) -> str:
 def bits_arg(text: str) -> list[int]:
     """``"32,4"`` -> ``[32, 4]``; argparse reports bad bit-widths."""
     try:
-        return [bit_width(int(b), "--bits") for b in text.split(",")]
+        return list(parse_bits(text, "--bits"))
     except ValueError as err:
         raise argparse.ArgumentTypeError(
             f"--bits takes comma-separated bit-widths such as {','.join(map(str, EVAL_BITS))}: "

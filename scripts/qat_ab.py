@@ -74,7 +74,7 @@ import torch  # noqa: E402
 
 from ghn_pyg.data import load_images, sample_specs  # noqa: E402
 from ghn_pyg.fileio import atomic_path  # noqa: E402
-from ghn_pyg.graph.bits import EVAL_BITS, bit_width  # noqa: E402
+from ghn_pyg.graph.bits import EVAL_BITS, parse_bits  # noqa: E402
 from ghn_pyg.machine import compute_signature  # noqa: E402
 from ghn_pyg.nn import GHN  # noqa: E402
 from ghn_pyg.nn.ghn import PRETRAINED_DIR  # noqa: E402
@@ -359,7 +359,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             and suite.reference not in args.arms.split(",")):
         parser.error(f"suite {args.suite} needs its reference arm {suite.reference!r} in --arms")
     try:
-        args.bits = tuple(bit_width(int(b), "--bits") for b in args.bits.split(","))
+        args.bits = parse_bits(args.bits, "--bits")
     except ValueError as err:
         parser.error(f"--bits takes comma-separated bit-widths from 2..8, 16 and 32: {err}")
     if len(args.mixture_roots.split(",")) != 2:

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ghn_pyg.data import first_items, load_images, split_arch_name, split_models
-from ghn_pyg.graph.bits import FLOAT_BITS, bit_width, bits_label
+from ghn_pyg.graph.bits import FLOAT_BITS, bit_width, bits_label, parse_bits
 from ghn_pyg.inits import default_init, init_params, load_params, seeded
 from ghn_pyg.train.sgd import sgd_train
 
@@ -84,3 +84,11 @@ def test_median_ms_warms_up_counts_runs_and_restores_threads():
                        threads=1)
     assert len(calls) == 5 and set(seen) == {1} and result >= 0
     assert torch.get_num_threads() == threads
+
+
+def test_parse_bits_checks_every_comma_separated_value():
+    assert parse_bits("32,4,2", "--bits") == (32, 4, 2)
+    with pytest.raises(ValueError, match="--bits: invalid bit-width 1"):
+        parse_bits("4,1", "--bits")
+    with pytest.raises(ValueError):
+        parse_bits("4,x", "--bits")

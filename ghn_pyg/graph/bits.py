@@ -5,7 +5,7 @@ from __future__ import annotations
 import numbers
 from typing import Any
 
-__all__ = ["VALID_BITS", "FLOAT_BITS", "EVAL_BITS", "bit_width", "bits_label"]
+__all__ = ["VALID_BITS", "FLOAT_BITS", "EVAL_BITS", "bit_width", "parse_bits", "bits_label"]
 
 #: Allowed bit-widths; 32 means float (no fake quantization).
 VALID_BITS: frozenset[int] = frozenset({2, 3, 4, 5, 6, 7, 8, 16, 32})
@@ -29,6 +29,19 @@ def bit_width(bits: Any, what: str) -> int:
         raise ValueError(
             f"{what}: invalid bit-width {bits!r}; allowed are 2..8, 16 and 32 (float)")
     return int(bits)
+
+
+def parse_bits(text: str, what: str) -> tuple[int, ...]:
+    """Comma-separated bit-widths (a command-line value) as checked ints.
+
+    Args:
+        text: e.g. ``"32,4"``.
+        what: names the setting in the error (e.g. ``"--bits"``).
+
+    Raises:
+        ValueError: a value that is not an integer or not a valid bit-width.
+    """
+    return tuple(bit_width(int(b), what) for b in text.split(","))
 
 
 def bits_label(w_bits: int, a_bits: int | None = None) -> str:
