@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 
 import pytest
 
+from ghn_pyg import cli
 from ghn_pyg.cli import main
 
 
@@ -114,3 +116,15 @@ def test_eval_and_demo_take_the_calibration_order():
     assert protocol_from_args(parser.parse_args(["demo"])).calib_order == "float-first"
     with pytest.raises(SystemExit):
         parser.parse_args(["eval", "--ckpt", "ghn-fmnist", "--calib-order", "late"])
+
+
+def test_console_script_exits_with_the_status_and_skips_the_last_collection(monkeypatch):
+    """``run`` (the ``ghn-pyg`` script) exits with main's status after freezing the heap,
+    so that interpreter exit does not walk a long run's cached runners."""
+    monkeypatch.setattr(cli, "main", lambda: 3)
+    try:
+        with pytest.raises(SystemExit) as exited:
+            cli.run()
+        assert exited.value.code == 3 and gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()

@@ -311,6 +311,20 @@ def test_close_drops_the_ddp_wrapper_even_in_a_reference_cycle(graphs, tmp_path,
         trainer.train_step()
 
 
+def test_close_drops_cached_runners_without_a_full_collection(graphs, tmp_path, monkeypatch):
+    """Unwrapped, closing has no DDP wrapper to free: it must not walk the whole heap
+    (seconds per thousand cached runners), and the runners it no longer needs go."""
+    from ghn_pyg.train import trainer as trainer_module
+
+    trainer = Trainer(config(graphs, tmp_path / "run"))
+    trainer.train_step()
+    assert trainer._runners and trainer.model is trainer.ghn
+    collections = []
+    monkeypatch.setattr(trainer_module.gc, "collect", lambda *a: collections.append(a) or 0)
+    trainer.close()
+    assert trainer._runners == {} and collections == []
+
+
 def test_torchrun_two_cpu_processes_stay_in_sync(graphs, tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}

@@ -459,11 +459,14 @@ class Trainer:
         every rank has finished, before the process group is destroyed, so that the gloo
         connections close while the interpreter is fully alive, not in its finalisation
         (where a late destructor can abort the process). The GHN stays usable; training
-        steps are refused from then on."""
+        steps are refused from then on, and the cached runners are dropped (their memory
+        returns at the next garbage collection)."""
         self.networks.close()
-        self.model = self.ghn
+        wrapped, self.model = self.model is not self.ghn, self.ghn
+        self._runners.clear()
         self._closed = True
-        gc.collect()  # the trainer's reference cycles may still hold the DDP wrapper
+        if wrapped:  # the trainer's reference cycles may still hold the DDP wrapper
+            gc.collect()
 
     # ------------------------------------------------------------ checkpoints
     def checkpoint(self) -> dict[str, Any]:
