@@ -21,6 +21,7 @@ from typing import Any, Sequence
 warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", category=FutureWarning)
 
 from ghn_pyg.fileio import atomic_path  # noqa: E402
+from ghn_pyg.formats import GHN_FORMAT, TRAIN_FORMAT, read_checkpoint  # noqa: E402
 from ghn_pyg.nn import GHN  # noqa: E402
 from ghn_pyg.train import load_train_checkpoint  # noqa: E402
 
@@ -35,7 +36,9 @@ def training_recipe(checkpoint: str | Path, _seen: frozenset[Path] = frozenset()
     Returns:
         ``{"checkpoint", "steps_trained", "training_settings", "last_logged_metrics"}``
         plus ``"initialized_from"``: the same for the run's ``init_ckpt`` when it has
-        one (only ``{"checkpoint", "missing": True}`` when that file is gone).
+        one (for an exported GHN file, the recipe exported beside it:
+        :func:`exported_recipe`; only ``{"checkpoint", "missing": True}`` when that
+        file is gone).
 
     Raises:
         CheckpointError: ``checkpoint`` is missing or not a training checkpoint.
@@ -50,14 +53,43 @@ def training_recipe(checkpoint: str | Path, _seen: frozenset[Path] = frozenset()
     recipe = {"checkpoint": str(checkpoint), "steps_trained": state["step"],
               "training_settings": state["config"], "last_logged_metrics": last}
     parent = state["config"].get("init_ckpt")
-    if parent:
-        if Path(parent).is_file():
-            recipe["initialized_from"] = training_recipe(parent, _seen | {path})
-        else:
-            warnings.warn(f"{checkpoint} started from {parent}, which is gone: its recipe "
-                          "is not recorded", stacklevel=2)
-            recipe["initialized_from"] = {"checkpoint": parent, "missing": True}
+    if not parent:
+        return recipe
+    if not Path(parent).is_file():
+        warnings.warn(f"{checkpoint} started from {parent}, which is gone: its recipe "
+                      "is not recorded", stacklevel=2)
+        recipe["initialized_from"] = {"checkpoint": parent, "missing": True}
+    elif read_checkpoint(parent, (GHN_FORMAT, TRAIN_FORMAT))["format"] == GHN_FORMAT:
+        recipe["initialized_from"] = exported_recipe(parent)
+    else:
+        recipe["initialized_from"] = training_recipe(parent, _seen | {path})
     return recipe
+
+
+def exported_recipe(ghn_file: str | Path) -> dict[str, Any]:
+    """The recipe of an exported GHN (a run started from a shipped checkpoint): the JSON
+    written beside it when it was exported, under ``checkpoint`` the GHN file itself and
+    under ``exported_from`` the training checkpoint it came from.
+
+    It is read when a run is exported, so export every run that started from a shipped
+    GHN before overwriting that GHN's JSON (a new ``ghn-qat-fmnist`` trained from a run
+    that started from the old ``ghn-fmnist``: export it before the new ``ghn-fmnist``).
+
+    Args:
+        ghn_file: an exported GHN (``NAME.pt``; its recipe is ``NAME.json``).
+
+    Returns:
+        The recipe as in :func:`training_recipe`, plus ``"exported_from"``; only
+        ``{"checkpoint", "missing": True}``, with a warning, when there is no JSON.
+    """
+    recipe_file = Path(ghn_file).with_suffix(".json")
+    if not recipe_file.is_file():
+        warnings.warn(f"{ghn_file} has no recipe beside it ({recipe_file.name}): its "
+                      "training is not recorded", stacklevel=2)
+        return {"checkpoint": str(ghn_file), "missing": True}
+    recipe = json.loads(recipe_file.read_text())
+    return {"checkpoint": str(ghn_file), "exported_from": recipe.get("checkpoint"),
+            **{k: v for k, v in recipe.items() if k != "checkpoint"}}
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

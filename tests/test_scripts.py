@@ -482,6 +482,20 @@ def test_export_ghn_records_every_training_phase(graphs, tmp_path):
     assert "initialized_from" not in parent
     assert isinstance(GHN.load_any(tmp_path / "ghn-qat.pt"), GHN)
 
+    # a run started from an exported GHN records the recipe exported beside it
+    export.main([str(tmp_path / "float" / "last.pt"), str(tmp_path / "ghn-float")])
+    train(tmp_path / "qat2", "--init-ckpt", str(tmp_path / "ghn-float.pt"), "--bits", "2")
+    recipe = export.training_recipe(tmp_path / "qat2" / "last.pt")
+    shipped = recipe["initialized_from"]
+    assert shipped["checkpoint"] == str(tmp_path / "ghn-float.pt")
+    assert shipped["exported_from"] == str(tmp_path / "float" / "last.pt")
+    assert shipped["training_settings"]["bits"] == [] and shipped["steps_trained"] == 2
+    (tmp_path / "ghn-float.json").unlink()
+    with pytest.warns(UserWarning, match="no recipe beside it"):
+        recipe = export.training_recipe(tmp_path / "qat2" / "last.pt")
+    assert recipe["initialized_from"] == {"checkpoint": str(tmp_path / "ghn-float.pt"),
+                                          "missing": True}
+
     (tmp_path / "float" / "last.pt").unlink()  # the float phase's state is gone
     with pytest.warns(UserWarning, match="which is gone"):
         recipe = export.training_recipe(tmp_path / "qat" / "last.pt")
