@@ -64,8 +64,6 @@ def run() -> None:
     themselves before they return.
     """
     status = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
     gc.freeze()
     sys.exit(status)
 

@@ -26,7 +26,8 @@ from ghn_pyg.nn import GHN  # noqa: E402
 from ghn_pyg.train import load_train_checkpoint  # noqa: E402
 
 
-def training_recipe(checkpoint: str | Path, _seen: frozenset[Path] = frozenset()) -> dict[str, Any]:
+def training_recipe(checkpoint: str | Path, _seen: frozenset[Path] = frozenset(),
+                    _state: dict[str, Any] | None = None) -> dict[str, Any]:
     """The training history of a run, from its checkpoint back to its first phase.
 
     Args:
@@ -47,7 +48,7 @@ def training_recipe(checkpoint: str | Path, _seen: frozenset[Path] = frozenset()
     path = Path(checkpoint).resolve()
     if path in _seen:
         raise ValueError(f"{checkpoint}: its init_ckpt chain loops back to itself")
-    state = load_train_checkpoint(path)
+    state = load_train_checkpoint(path) if _state is None else _state  # read once per file
     metrics_file = path.parent / "metrics.csv"
     last = list(csv.DictReader(metrics_file.open()))[-1] if metrics_file.is_file() else {}
     recipe = {"checkpoint": str(checkpoint), "steps_trained": state["step"],
@@ -59,10 +60,10 @@ def training_recipe(checkpoint: str | Path, _seen: frozenset[Path] = frozenset()
         warnings.warn(f"{checkpoint} started from {parent}, which is gone: its recipe "
                       "is not recorded", stacklevel=2)
         recipe["initialized_from"] = {"checkpoint": parent, "missing": True}
-    elif read_checkpoint(parent, (GHN_FORMAT, TRAIN_FORMAT))["format"] == GHN_FORMAT:
-        recipe["initialized_from"] = exported_recipe(parent)
     else:
-        recipe["initialized_from"] = training_recipe(parent, _seen | {path})
+        payload = read_checkpoint(parent, (GHN_FORMAT, TRAIN_FORMAT))
+        recipe["initialized_from"] = (exported_recipe(parent) if payload["format"] == GHN_FORMAT
+                                      else training_recipe(parent, _seen | {path}, payload))
     return recipe
 
 

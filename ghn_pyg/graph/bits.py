@@ -38,6 +38,9 @@ def parse_bits(text: str, what: str) -> tuple[int, ...]:
         text: e.g. ``"32,4"``.
         what: names the setting in the error (e.g. ``"--bits"``).
 
+    Returns:
+        The bit-widths in the given order, e.g. ``(32, 4)``.
+
     Raises:
         ValueError: a value that is not an integer or not a valid bit-width.
     """
