@@ -42,7 +42,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
                  "accuracy": {}}
     for name in CHECKPOINTS:
         ghn = GHN.from_pretrained(name)
-        reference["accuracy"][name] = {str(b): regression_accuracy(ghn, images, b) for b in BITS}
+        reference["accuracy"][name] = {str(b): round(regression_accuracy(ghn, images, b), 4)
+                                       for b in BITS}
         for bits, value in reference["accuracy"][name].items():
             before = stored.get(name, {}).get(bits)
             was = f" (stored {100 * before:.1f})" if before is not None else ""
