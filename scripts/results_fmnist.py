@@ -27,7 +27,7 @@ file or a shipped name) than the shipped two.
 Writes ``OUT/results.csv``, ``OUT/tables.md`` and the plots into ``--figures``, and
 prints the total time.
 
-    python scripts/results_fmnist.py                      # docs/results/fmnist, docs/figures
+    python scripts/results_fmnist.py                      # docs/results/fmnist-v2, docs/figures
     python scripts/results_fmnist.py --device cuda --shard 0/4 & ...   # four processes
     python scripts/results_fmnist.py --ghn "GHN (float)=runs/ghn-fmnist/last.pt"
 """
@@ -203,8 +203,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--shard", type=shard_arg, default=(0, 1),
                         help="k/n: this process's share of the work (0 <= k < n)")
-    parser.add_argument("--out", default="docs/results/fmnist")
-    parser.add_argument("--figures", default="docs/figures/fmnist")
+    parser.add_argument("--out", default="docs/results/fmnist-v2")
+    parser.add_argument("--figures", default="docs/figures/fmnist-v2")
     parser.add_argument("--assemble-only", action="store_true",
                         help="only read the caches and write the tables if they are complete "
                              "(no evaluation or training)")

@@ -3,7 +3,7 @@
 # (job, architecture) work of scripts/results_fmnist.py, then one more run writes the
 # tables if every pair is cached (it computes nothing). Fashion-MNIST is read from $GHN_PYG_DATA (default .data).
 #   bash scripts/results_gpu.sh OUT [N] [LIMIT_S] [extra results_fmnist.py flags...]
-# OUT receives results.tar.gz (docs/results/fmnist and the figures) and each process's log.
+# OUT receives results.tar.gz (docs/results/fmnist-v2 and the figures) and each process's log.
 # Each worker stops after LIMIT_S seconds (default 420); finished architectures stay cached.
 set -uo pipefail
 OUT=${1:?usage: results_gpu.sh OUT [N] [LIMIT_S] [flags...]}
@@ -15,7 +15,7 @@ export OMP_NUM_THREADS=2
 DEVICE=${DEVICE:-cuda}
 PYTHON=${PYTHON:-python}
 # What comes back in results.tar.gz (match --out/--figures when you change them).
-RESULTS=${RESULTS:-docs/results/fmnist docs/figures/fmnist}
+RESULTS=${RESULTS:-docs/results/fmnist-v2 docs/figures/fmnist-v2}
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader > "$OUT/gpu.txt" 2>&1 || true
 start=$(date +%s)
