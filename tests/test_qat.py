@@ -191,8 +191,12 @@ def test_epochs_to_the_reference_final_accuracy(tmp_path):
     assert result == {"he_normal": ([2, 1], 2), "ghn-qat": ([1], 2)}
     table = qat_table(path, target=0.65, reference="he_normal")
     assert "epochs to he_normal's final" in table.splitlines()[0]
-    assert [cell.strip() for cell in table.splitlines()[3].split("|")[-3:-1]] == \
-        ["0.5 (2/3)", "1.0 (1/2)"]  # ghn-qat: 65 % at epochs 1, -, 0; he_normal's bar once
+    assert "within 1 epochs" in table.splitlines()[0]  # he_normal trained 2 epochs
+    assert [cell.strip() for cell in table.splitlines()[3].split("|")[-4:-1]] == \
+        ["0.5 (2/3)", "1.0 (1/2)", "1/2"]  # ghn-qat: 65 % at epochs 1, -, 0; he's bar once
+    # he_normal reaches its own bar at epoch 2 on a and 1 on b: within half, only b
+    assert [cell.strip() for cell in table.splitlines()[2].split("|")[-3:-1]] == \
+        ["1.5 (2/2)", "1/2"]
     assert epochs_to_reference(path, "default") == {}
     assert "final" not in qat_table(path, target=0.65, reference="default")
 

@@ -137,25 +137,33 @@ def qat_table(path: str | Path, target: float, reference: str = "he_normal") -> 
 
     The last columns are mean first epochs over the architectures that reach the bar,
     and how many do: ``target`` is a fraction; ``reference``'s bar is its own last-epoch
-    accuracy on each architecture (:func:`epochs_to_reference`; the column is left out
-    when ``reference`` did not run).
+    accuracy on each architecture (:func:`epochs_to_reference`). The last column is the
+    head-start count: on how many architectures a start reaches ``reference``'s final
+    accuracy within half of ``reference``'s training epochs (epoch 0 is the start, so
+    with 3 epochs: by the end of epoch 1). Both ``reference`` columns are left out when
+    ``reference`` did not run.
     """
     curves = _curves(path)
     to_reference = _epochs_to_reference(curves, reference)
     epochs = max((len(c) for arch_curves in curves.values() for c in arch_curves.values()),
                  default=0)
+    half = (max(len(c) for c in curves[reference].values()) - 1) / 2 if to_reference else 0.0
     rows = []
     for init, arch_curves in curves.items():
         means = [statistics.fmean(c[e] for c in arch_curves.values() if len(c) > e) * 100
                  for e in range(epochs)]
         reached = [next(e for e, a in enumerate(c) if a >= target)
                    for c in arch_curves.values() if max(c) >= target]
-        rows.append([init] + [f"{m:.1f}" for m in means]
-                    + [_mean_epochs(reached, len(arch_curves))]
-                    + ([_mean_epochs(*to_reference[init])] if to_reference else []))
+        row = [init] + [f"{m:.1f}" for m in means] + [_mean_epochs(reached, len(arch_curves))]
+        if to_reference:
+            to_bar, shared = to_reference[init]
+            row += [_mean_epochs(to_bar, shared),
+                    f"{sum(e <= half for e in to_bar)}/{shared}"]
+        rows.append(row)
     header = ["start"] + [f"epoch {e}" for e in range(epochs)] + [f"epochs to {100 * target:.0f}%"]
     if to_reference:
-        header.append(f"epochs to {reference}'s final")
+        header += [f"epochs to {reference}'s final",
+                   f"{reference}'s final within {half:g} epochs"]
     return markdown_table(header, rows)
 
 
