@@ -82,7 +82,7 @@ from ghn_pyg.report import markdown_table  # noqa: E402
 from ghn_pyg.spaces import get_space  # noqa: E402
 from ghn_pyg.train.config import add_config_arguments, config_from_args  # noqa: E402
 from ghn_pyg.train.evaluate import EvalRow, ModuleArchs, evaluate_split  # noqa: E402
-from ghn_pyg.train.tables import format_accuracy, summarize  # noqa: E402
+from ghn_pyg.train.tables import format_accuracy, mean_se, summarize  # noqa: E402
 from ghn_pyg.train.protocol import CALIB_ORDERS, EvalProtocol  # noqa: E402
 from ghn_pyg.train.results import ghn_fingerprint, read_cache, write_cache  # noqa: E402
 from ghn_pyg.train.trainer import Trainer  # noqa: E402
@@ -268,9 +268,8 @@ def ab_table(rows: list[EvalRow], methods: list[str], reference: str = FLOAT,
                      for (m, bb, a) in per_arch
                      if m == method and bb == b and (reference, b, a) in per_arch]
             if diffs and method != reference:
-                se = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else 0.0
-                cells.append(f"{statistics.fmean(diffs):+.1f} ± {se:.1f}" if len(diffs) > 1
-                             else f"{diffs[0]:+.1f}")
+                mean, se = mean_se(diffs)
+                cells.append(f"{mean:+.1f} ± {se:.1f}" if len(diffs) > 1 else f"{mean:+.1f}")
             else:
                 cells.append("")
         table.append([method] + cells)

@@ -37,10 +37,8 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
 import platform
 import shlex
-import statistics
 import sys
 import time
 import warnings
@@ -59,7 +57,7 @@ from ghn_pyg.report import markdown_table  # noqa: E402
 from ghn_pyg.spaces import get_space  # noqa: E402
 from ghn_pyg.train.evaluate import EvalSetup, ModuleArchs  # noqa: E402
 from ghn_pyg.train.protocol import EvalProtocol  # noqa: E402
-from ghn_pyg.train.tables import format_accuracy  # noqa: E402
+from ghn_pyg.train.tables import format_accuracy, mean_se  # noqa: E402
 
 #: Each column: (weight bits, activation bits, calibration method, BN after calibration,
 #: calibration order).
@@ -119,12 +117,6 @@ def cumulative_activation_accuracies(ghn: GHN, archs: ModuleArchs, index: int,
         runner.set_bits(QuantSpec(layers={n: (32, 4) for n in names[:k]}))
         out.append((name, setup.top1(runner, params)))
     return out
-
-
-def mean_se(values: list[float]) -> tuple[float, float]:
-    """Mean and standard error of ``values`` (0 for a single value)."""
-    se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0
-    return statistics.fmean(values), se
 
 
 def paired_loss(table: dict[str, list[float]], column: str) -> tuple[float, float]:

@@ -24,8 +24,10 @@ command resumes where it stopped and a new GHN is evaluated without redoing the
 others; ``--shard k/n`` lets n processes share the work (run once more without
 ``--shard`` to write the tables). ``--ghn NAME=CKPT`` evaluates other checkpoints (a
 file or a shipped name) than the shipped two.
-Writes ``OUT/results.csv``, ``OUT/tables.md`` and the plots into ``--figures``, and
-prints the total time.
+Writes ``OUT/results.csv``, ``OUT/tables.md`` (with the paired differences of every
+later GHN to the first, e.g. GHN-QAT - GHN (float), per architecture) and the plots
+into ``--figures``, and prints the total time. ``scripts/compare_results.py`` compares
+two such ``results.csv`` (e.g. two GHN versions) the same way.
 
     python scripts/results_fmnist.py                      # docs/results/fmnist-v2, docs/figures
     python scripts/results_fmnist.py --device cuda --shard 0/4 & ...   # four processes
@@ -45,6 +47,7 @@ warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", c
 
 import torch  # noqa: E402
 
+from ghn_pyg.commands.arguments import two_part  # noqa: E402
 from ghn_pyg.data import load_images, sample_specs  # noqa: E402
 from ghn_pyg.nn import GHN  # noqa: E402
 from ghn_pyg.spaces import TorchvisionSpace, get_space  # noqa: E402
@@ -119,11 +122,7 @@ def write_sgd_summary(sgd: SGDReference, rows: list, path: Path) -> Path:
 
 def ghn_arg(text: str) -> tuple[str, str]:
     """``"NAME=CKPT"`` -> ``(NAME, CKPT)``; argparse reports anything else as a usage error."""
-    name, sep, ckpt = text.partition("=")
-    if not sep or not name or not ckpt:
-        raise argparse.ArgumentTypeError(
-            f"--ghn takes NAME=CKPT, e.g. 'GHN-QAT=runs/qat/last.pt', got {text!r}")
-    return name, ckpt
+    return two_part(text, "--ghn", "NAME=CKPT", "GHN-QAT=runs/qat/last.pt")
 
 
 def protocols_arg(text: str) -> tuple[str, ...]:
@@ -244,7 +243,9 @@ def main() -> None:
     caption = (f"`{command}` ({args.machine or machine(args.device)}); architectures seed 0, He init seed 0 + architecture index, {reference}"
                f"{len(test_images) if not args.images else args.images} test images. "
                + calibrated_protocol(args).describe().replace("protocol calibrated", "Calibrated protocol", 1) + ".")
-    paths = write_tables(rows, out, args.figures, caption)
+    names = list(ghns)
+    paths = write_tables(rows, out, args.figures, caption,
+                         pairs=[(name, names[0]) for name in names[1:]])
     print(Path(paths["markdown"]).read_text())
     if args.sgd:  # with --no-sgd there is no reference to summarise
         paths["sgd"] = write_sgd_summary(sgd, rows, out / "sgd-reference.md")

@@ -128,3 +128,17 @@ def test_console_script_exits_with_the_status_and_skips_the_last_collection(monk
         assert exited.value.code == 3 and gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
+
+def test_two_part_splits_flag_values_and_names_the_flag_on_bad_ones():
+    import argparse
+
+    from ghn_pyg.commands.arguments import two_part
+
+    assert two_part("GHN=runs/a=b.pt", "--ghn", "NAME=CKPT", "G=x.pt") == ("GHN", "runs/a=b.pt")
+    # rightmost: the method name may hold the separator, the baseline not
+    assert two_part("A:B:C", "--pair", "M:B", "x:y", sep=":", rightmost=True) == ("A:B", "C")
+    for bad in ("GHN", "=x.pt", "GHN="):
+        with pytest.raises(argparse.ArgumentTypeError,
+                           match=f"--ghn takes NAME=CKPT, e.g. 'G=x.pt', got '{bad}'"):
+            two_part(bad, "--ghn", "NAME=CKPT", "G=x.pt")

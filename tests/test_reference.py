@@ -15,7 +15,9 @@ from ghn_pyg.train import results as results_module
 from ghn_pyg.train.evaluate import EvalSetup
 from ghn_pyg.train.protocol import EvalProtocol
 from ghn_pyg.train.reference import SGDRecipe, SGDReference, arch_key, train_to_convergence
-from ghn_pyg.train.results import SGD_METHOD, ResultJob, run_jobs, write_tables
+from ghn_pyg.train.results import (SGD_METHOD, ResultJob, ResultRow, paired_differences,
+                                   read_results, run_jobs, write_tables)
+from ghn_pyg.train.tables import format_difference, mean_se
 
 from .test_protocol import tiny_net
 
@@ -210,3 +212,44 @@ def test_ghn_fingerprint_tells_output_settings_apart():
         other = GHN(hid=8, **setting)
         other.load_state_dict(ghn.state_dict())
         assert ghn_fingerprint({"g": other}) != ghn_fingerprint({"g": ghn}), setting
+
+
+def _result(arch: str, method: str, bits: int, accuracy: float, split: str = "test"):
+    return ResultRow("calibrated", "per-channel", split, arch, method, bits, accuracy)
+
+
+def test_paired_differences_pair_architectures_per_split_and_bits(tmp_path):
+    rows = [_result("a", "GHN", 32, 0.70), _result("b", "GHN", 32, 0.60),
+            _result("c", "GHN", 32, 0.50),  # c: no GHN-QAT row, not paired
+            _result("a", "GHN-QAT", 32, 0.66), _result("b", "GHN-QAT", 32, 0.62),
+            _result("a", "GHN", 4, 0.40), _result("a", "GHN-QAT", 4, 0.50),
+            _result("x", "GHN", 32, 0.2, "nobn"), _result("x", "he", 32, 0.1, "nobn")]
+    table = paired_differences(rows, [("GHN-QAT", "GHN")])
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines()[2:]]
+    # FP32: deltas -4 and +2 -> mean -1.0, s.e. 3.0, ahead on 1 of 2
+    assert cells == [["`calibrated`, per-channel", "test", "GHN-QAT - GHN", "FP32",
+                      "-1.0 ± 3.0 (1/2)", "-4.0", "-1.0", "+2.0"],
+                     ["`calibrated`, per-channel", "test", "GHN-QAT - GHN", "W4A4",
+                      "+10.0 ± 0.0 (1/1)", "+10.0", "+10.0", "+10.0"]]  # nobn: no pair
+    with pytest.raises(ValueError, match="no result rows for method\\(s\\) 'SGD'.*GHN, GHN-QAT"):
+        paired_differences(rows, [("SGD", "GHN")])
+    paths = write_tables(rows, tmp_path / "out", pairs=[("GHN-QAT", "GHN")])
+    text = paths["markdown"].read_text()
+    assert "## Paired differences" in text and "-1.0 ± 3.0 (1/2)" in text
+    plain = write_tables(rows, tmp_path / "plain")["markdown"].read_text()
+    assert "## Paired differences" not in plain
+    # read_results gives back what write_tables wrote (accuracies to 5 decimals)
+    back = read_results(paths["csv"])
+    assert [(r.arch, r.method, r.bits, r.accuracy, r.machine) for r in back] == \
+        [(r.arch, r.method, r.bits, r.accuracy, r.machine) for r in rows]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("arch,method,accuracy\na,GHN,0.5\n")
+    with pytest.raises(ValueError, match="no column bits, protocol, setting, split"):
+        read_results(bad)
+
+
+def test_mean_se_and_format_difference():
+    assert mean_se([1.0, 3.0]) == (2.0, 1.0)
+    assert mean_se([5.0]) == (5.0, 0.0)
+    assert format_difference([-1.0, 3.0, 4.0]) == "+2.0 ± 1.5 (2/3)"
+    assert format_difference([0.0]) == "+0.0 ± 0.0 (0/1)"  # a tie is not ahead

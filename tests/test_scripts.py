@@ -151,6 +151,7 @@ def test_results_script_resumes_and_writes_every_table(tmp_path):
                   "`calibrated`, weights per-tensor", "per-tensor+first-last-8bit"):
         assert block in tables
     assert "| SGD (converged) (2)" in tables and "total " in done.stdout
+    assert re.search(r"\| `ghn2`, per-channel +\| wide +\| GHN-QAT - GHN \(float\) \| W4A4 +\|", tables)
     assert "| test-00 |" in (out / "sgd-reference.md").read_text()
     assert len(list((out / "fig").glob("accuracy-vs-bits-*.png"))) == 5
     again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
@@ -163,6 +164,7 @@ def test_results_script_resumes_and_writes_every_table(tmp_path):
     assert mine.returncode == 0, mine.stderr[-2000:]
     table = (out / "tables.md").read_text()
     assert "| test  | Mine (2)" in table and "GHN-QAT" not in table and "| he (2)" in table
+    assert "## Paired differences" not in table  # one GHN: nothing to pair it with
     again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert (out / "tables.md").read_text() == tables  # the shipped GHNs' rows stayed cached
     calibrated = subprocess.run(command + ["--protocols", "calibrated", "--assemble-only"],
@@ -636,3 +638,46 @@ def test_probe_features_sets_each_network_beside_its_linear_probe(tmp_path, monk
         with pytest.raises(SystemExit) as exit_info:
             script.parse_args(bad)
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_compare_results_pairs_methods_within_and_across_tables(tmp_path, capsys):
+    from ghn_pyg.train.results import ResultRow, write_tables
+
+    def rows(shift: float) -> list:  # the GHNs' accuracies moved by shift, not he's
+        return [ResultRow("calibrated", "per-channel", "test", arch, method, 4,
+                          accuracy + (shift if method != "he" else 0.0))
+                for arch, method, accuracy in (("a", "GHN", 0.50), ("b", "GHN", 0.60),
+                                               ("a", "GHN-QAT", 0.55), ("b", "GHN-QAT", 0.58),
+                                               ("a", "he", 0.10), ("b", "he", 0.10))]
+
+    def cells(text: str) -> list[list[str]]:  # difference, bits, mean ± s.e., min, median, max
+        return [[c.strip() for c in line.strip("|").split("|")][2:]
+                for line in text.splitlines()[2:]]
+
+    new = write_tables(rows(0.0), tmp_path / "new")["csv"]
+    old = write_tables([r for r in rows(-0.1) if r.arch == "a" or r.method == "he"],
+                       tmp_path / "old")["csv"]
+    script = load("compare_results")
+    out = tmp_path / "cmp.md"
+    assert script.main([str(new), "--pair", "GHN-QAT:GHN", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out  # deltas +5 and -2
+    assert cells(printed) == [["GHN-QAT - GHN", "W4A4", "+1.5 ± 3.5 (1/2)", "-2.0", "+1.5", "+5.0"]]
+    assert out.read_text() == printed
+    assert script.main([str(new), "--against", f"v1={old}"]) == 0
+    # old has GHN and GHN-QAT on a only, 10 points lower: +10 on one architecture
+    assert [row[:3] for row in cells(capsys.readouterr().out)] == [
+        ["GHN - GHN (v1)", "W4A4", "+10.0 ± 0.0 (1/1)"],
+        ["GHN-QAT - GHN-QAT (v1)", "W4A4", "+10.0 ± 0.0 (1/1)"],
+        ["he - he (v1)", "W4A4", "+0.0 ± 0.0 (0/2)"]]
+    assert script.main([str(new), "--against", f"v1={old}", "--methods", "GHN"]) == 0
+    assert [row[0] for row in cells(capsys.readouterr().out)] == ["GHN - GHN (v1)"]
+    assert script.main([str(new)]) == 2
+    assert "nothing to compare" in capsys.readouterr().err
+    assert script.main([str(new), "--pair", "SGD:GHN"]) == 2
+    assert "no result rows for method(s) 'SGD'" in capsys.readouterr().err
+    assert script.main([str(tmp_path / "none.csv"), "--pair", "GHN-QAT:GHN"]) == 2
+    assert "none.csv" in capsys.readouterr().err
+    for bad in (["--pair", "GHN"], ["--against", "v1"]):
+        with pytest.raises(SystemExit):
+            script.main([str(new), *bad])
+        assert "takes" in capsys.readouterr().err

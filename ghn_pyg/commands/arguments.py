@@ -1,11 +1,12 @@
-"""Argument helpers shared by the subcommands: shapes and evaluation-protocol flags."""
+"""Argument helpers shared by the subcommands and scripts: shapes, evaluation-protocol flags
+and ``A=B``-style values."""
 
 from __future__ import annotations
 
 import argparse
 
 __all__ = ["DEMO_BN_BATCHES", "DEMO_CALIB_BATCHES", "add_protocol_arguments",
-           "protocol_from_args", "input_shape"]
+           "protocol_from_args", "input_shape", "two_part"]
 
 #: The demo's calibrated protocol reads fewer training batches than the results tables
 #: (20 and 8) to stay a few minutes long; on validation architectures the difference
@@ -64,3 +65,26 @@ def input_shape(text: str) -> tuple[int, ...]:
     if len(dims) < 2 or any(d <= 0 for d in dims):
         raise argparse.ArgumentTypeError(f"input shape {text!r} must be positive, with a batch dim")
     return dims
+
+
+def two_part(text: str, flag: str, form: str, example: str, sep: str = "=",
+             rightmost: bool = False) -> tuple[str, str]:
+    """Split a flag's value of the form ``A<sep>B`` into ``(A, B)``, both non-empty.
+
+    Args:
+        text: the value given.
+        flag: the flag's name, for the error (e.g. ``"--ghn"``).
+        form: the expected form, for the error (e.g. ``"NAME=CKPT"``).
+        example: a valid value, for the error.
+        sep: the separator.
+        rightmost: split at the last ``sep`` (when ``A`` may contain it) instead of
+            the first (when ``B`` may, e.g. a path).
+
+    Raises:
+        argparse.ArgumentTypeError: no ``sep`` or an empty side (argparse reports it as
+            a usage error naming ``flag``, ``form`` and ``example``).
+    """
+    first, found, second = text.rpartition(sep) if rightmost else text.partition(sep)
+    if not found or not first or not second:
+        raise argparse.ArgumentTypeError(f"{flag} takes {form}, e.g. {example!r}, got {text!r}")
+    return first, second

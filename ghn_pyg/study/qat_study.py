@@ -21,6 +21,7 @@ from ..data.archgraph_dataset import sample_specs, split_arch_name
 from ..plotting import pyplot, save_figure
 from ..report import markdown_table
 from ..spaces import get_space
+from ..train.tables import format_difference
 from .qat import check_start, qat_train
 
 __all__ = ["run_qat_study", "qat_table", "qat_differences", "epochs_to_reference",
@@ -192,12 +193,7 @@ def qat_differences(path: str | Path, baseline: str) -> str:
         for e in range(epochs):
             deltas = [100 * (c[e] - base[arch][e]) for arch, c in arch_curves.items()
                       if arch in base and len(c) > e and len(base[arch]) > e]
-            if not deltas:
-                cells.append("-")
-                continue
-            error = statistics.stdev(deltas) / len(deltas) ** 0.5 if len(deltas) > 1 else 0.0
-            cells.append(f"{statistics.fmean(deltas):+.1f} ± {error:.1f} "
-                         f"({sum(d > 0 for d in deltas)}/{len(deltas)})")
+            cells.append(format_difference(deltas) if deltas else "-")
         rows.append([init] + cells)
     return markdown_table([f"start - {baseline}"] + [f"epoch {e}" for e in range(epochs)], rows)
 

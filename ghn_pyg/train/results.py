@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,12 +36,13 @@ from ..plotting import pyplot, save_figure
 from ..report import markdown_table
 from .evaluate import (EvalRow, EvalSetup, ModuleArchs, evaluate_architecture, setting_label,
                        setup_key)
-from .tables import format_accuracy, summarize
+from .tables import format_accuracy, format_difference, summarize
 from .protocol import EvalProtocol
 from .reference import SGDReference
 
-__all__ = ["ResultJob", "ResultRow", "CachedMethod", "run_jobs", "write_tables", "SGD_METHOD",
-           "ghn_fingerprint", "method_keys", "read_cache", "read_method_cache", "write_cache"]
+__all__ = ["ResultJob", "ResultRow", "CachedMethod", "run_jobs", "write_tables", "read_results",
+           "paired_differences", "SGD_METHOD", "ghn_fingerprint", "method_keys", "read_cache",
+           "read_method_cache", "write_cache"]
 
 #: The method name of the converged SGD reference in result rows.
 SGD_METHOD = "SGD (converged)"
@@ -314,21 +316,88 @@ def _evaluate_methods(methods: Sequence[str], name: str, module: torch.nn.Module
     return rows
 
 
+def read_results(path: str | Path) -> list[ResultRow]:
+    """The rows of a ``results.csv`` that :func:`write_tables` wrote.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: the file lacks one of the columns :func:`write_tables` writes.
+    """
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = {"protocol", "setting", "split", "arch", "method", "bits",
+                   "accuracy"} - set(reader.fieldnames or ())
+        if missing:
+            raise ValueError(f"{path} is not a results.csv of write_tables: it has no "
+                             f"column {', '.join(sorted(missing))}")
+        return [ResultRow(r["protocol"], r["setting"], r["split"], r["arch"], r["method"],
+                          int(r["bits"]), float(r["accuracy"]), r.get("machine") or UNRECORDED)
+                for r in reader]
+
+
+def paired_differences(rows: Sequence[ResultRow], pairs: Sequence[tuple[str, str]]) -> str:
+    r"""Markdown: per (protocol, setting, split, pair, bit-width) the paired difference
+    of ``method`` - ``baseline`` over the architectures both were evaluated on.
+
+    With :math:`d_a = 100\,(\mathrm{acc}_{method}(a) - \mathrm{acc}_{baseline}(a))`
+    points on each shared architecture :math:`a`, a row gives the mean ± standard error
+    of :math:`d`, on how many architectures :math:`d_a > 0`, and its minimum, median
+    and maximum. This is how two methods are compared on the same architectures: the
+    spread between architectures, which dominates each method's own standard error,
+    cancels. Pairs with no shared architecture in a split give no row.
+
+    Args:
+        rows: result rows (:func:`run_jobs`, :func:`read_results`).
+        pairs: ``(method, baseline)`` names of ``rows``' methods.
+
+    Returns:
+        The table (header only when no pair shares an architecture).
+
+    Raises:
+        ValueError: a method of ``pairs`` has no row at all (names the methods there are).
+    """
+    methods = set(r.method for r in rows)
+    unknown = [m for pair in pairs for m in pair if m not in methods]
+    if unknown:
+        raise ValueError(f"no result rows for method(s) {', '.join(map(repr, unknown))}; "
+                         f"the rows have {', '.join(sorted(methods)) or 'no method'}")
+    accuracy = {(r.protocol, r.setting, r.split, r.method, r.bits, r.arch): r.accuracy
+                for r in rows}
+    table = []
+    for block in dict.fromkeys((r.protocol, r.setting, r.split) for r in rows):
+        for method, baseline in pairs:
+            for bits in sorted({r.bits for r in rows if (r.protocol, r.setting, r.split) == block},
+                               reverse=True):
+                deltas = [100 * (acc - accuracy[(*block, baseline, bits, arch)])
+                          for (*key, m, b, arch), acc in accuracy.items()
+                          if tuple(key) == block and m == method and b == bits
+                          and (*block, baseline, bits, arch) in accuracy]
+                if deltas:
+                    table.append([f"`{block[0]}`, {block[1]}", block[2],
+                                  f"{method} - {baseline}", bits_label(bits),
+                                  format_difference(deltas), f"{min(deltas):+.1f}",
+                                  f"{statistics.median(deltas):+.1f}", f"{max(deltas):+.1f}"])
+    return markdown_table(["block", "split", "difference", "bits", "mean ± s.e. (ahead)",
+                           "min", "median", "max"], table)
+
+
 def write_tables(rows: Sequence[ResultRow], out: str | Path, figures: str | Path | None = None,
-                 caption: str = "") -> dict[str, Path]:
+                 caption: str = "", pairs: Sequence[tuple[str, str]] = ()) -> dict[str, Path]:
     """Write ``results.csv``, ``tables.md`` and accuracy-vs-bits plots.
 
     The markdown has one table per (protocol, setting): split, method (number of
     architectures), then mean ± standard error per bit-width, and the predicted /
-    trained accuracy ratio at FP32 where the SGD reference was evaluated; then a table
-    of where each block's rows were computed, with a warning when a split of a block
-    mixes machines (its low-bit rows are then not comparable to the last decimal).
+    trained accuracy ratio at FP32 where the SGD reference was evaluated; then the
+    :func:`paired_differences` of ``pairs``, if any; then a table of where each block's
+    rows were computed, with a warning when a split of a block mixes machines (its
+    low-bit rows are then not comparable to the last decimal).
 
     Args:
         rows: :func:`run_jobs`'s rows.
         out: folder of ``results.csv`` and ``tables.md``.
         figures: folder of the plots (default ``out``).
         caption: text put under the title of ``tables.md`` (command, seed, machine).
+        pairs: ``(method, baseline)`` pairs to compare per architecture.
 
     Returns:
         The paths written, by kind.
@@ -348,6 +417,9 @@ def write_tables(rows: Sequence[ResultRow], out: str | Path, figures: str | Path
         block = [r for r in rows if (r.protocol, r.setting) == (protocol, setting)]
         text += [f"## protocol `{protocol}`, weights {setting}", "", _block_table(block), ""]
         text += _ratio_lines(block)
+    if pairs:
+        text += ["## Paired differences (points, per architecture)", "",
+                 paired_differences(rows, pairs), ""]
     text += _machine_lines(rows)
     with atomic_path(paths["markdown"]) as tmp:
         tmp.write_text("\n".join(text).rstrip() + "\n")

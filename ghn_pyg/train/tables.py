@@ -15,7 +15,27 @@ from ..plotting import pyplot, save_figure
 from ..report import markdown_table
 from .evaluate import EvalRow
 
-__all__ = ["summarize", "format_accuracy", "markdown_summary", "write_results"]
+__all__ = ["summarize", "format_accuracy", "mean_se", "format_difference", "markdown_summary",
+           "write_results"]
+
+
+def mean_se(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and standard error of the mean of ``values`` (a standard error of 0 for one
+    value).
+
+    Raises:
+        statistics.StatisticsError: ``values`` is empty.
+    """
+    se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0
+    return statistics.fmean(values), se
+
+
+def format_difference(deltas: Sequence[float]) -> str:
+    """A paired difference in points: ``"+2.5 ± 0.4 (15/20)"``, the mean ± standard error
+    of ``deltas`` (one per architecture, already in points) and on how many of them it
+    is strictly positive."""
+    mean, se = mean_se(deltas)
+    return f"{mean:+.1f} ± {se:.1f} ({sum(d > 0 for d in deltas)}/{len(deltas)})"
 
 
 def summarize(rows: Sequence[EvalRow]) -> dict[tuple[str, int], tuple[float, float, int]]:
@@ -23,11 +43,7 @@ def summarize(rows: Sequence[EvalRow]) -> dict[tuple[str, int], tuple[float, flo
     groups: dict[tuple[str, int], list[float]] = {}
     for row in rows:
         groups.setdefault((row.method, row.bits), []).append(row.accuracy)
-    out = {}
-    for key, values in groups.items():
-        se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0
-        out[key] = (statistics.fmean(values), se, len(values))
-    return out
+    return {key: (*mean_se(values), len(values)) for key, values in groups.items()}
 
 
 def format_accuracy(mean: float, se: float, count: int) -> str:
