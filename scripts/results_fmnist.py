@@ -42,6 +42,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Callable
 
 warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", category=FutureWarning)
 
@@ -118,6 +119,27 @@ def write_sgd_summary(sgd: SGDReference, rows: list, path: Path) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return path
+
+
+def complete_blocks(jobs: list[ResultJob], evaluate: Callable[..., list | None]
+                    ) -> tuple[list | None, list[ResultJob]]:
+    """The rows of the ``jobs`` whose pairs are all cached, and the other jobs.
+
+    Args:
+        jobs: the table blocks.
+        evaluate: ``run_jobs`` over some jobs, reading the cache only (``progress=``).
+
+    Returns:
+        ``(rows, missing jobs)``; rows is None when no job is complete.
+    """
+    rows, missing = [], []
+    for job in jobs:
+        done = evaluate([job], progress=False)
+        if done is None:
+            missing.append(job)
+        else:
+            rows += done
+    return (rows or None), missing
 
 
 def ghn_arg(text: str) -> tuple[str, str]:
@@ -207,12 +229,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--assemble-only", action="store_true",
                         help="only read the caches and write the tables if they are complete "
                              "(no evaluation or training)")
+    parser.add_argument("--partial", action="store_true",
+                        help="with --assemble-only: write the tables of the blocks (job and "
+                             "split) whose pairs are all cached and list the others as not yet "
+                             "computed, instead of writing nothing")
     parser.add_argument("--machine", default=None,
                         help="where the cached rows were computed, for the tables' caption "
                              "(default: this process's device)")
     parser.add_argument("--sgd-models", default="results/sgd-models",
                         help="where trained reference weights are kept (not committed)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.partial and not args.assemble_only:
+        parser.error("--partial only applies to --assemble-only (a run that computes "
+                     "writes its tables when every pair is done)")
+    return args
 
 
 def main() -> None:
@@ -229,9 +259,15 @@ def main() -> None:
     recipe = SGDRecipe(max_epochs=args.sgd_max_epochs, patience=args.sgd_patience)
     sgd = SGDReference(out / "sgd-reference", train_images, val_images, recipe, args.device,
                        models=args.sgd_models)
-    rows = run_jobs(make_jobs(args), lambda split: split_models(split, counts), (1, 28, 28), ghns,
-                    ("he",), test_images, train_images, out / "cache", sgd, args.device,
-                    shard=(k, n), compute=not args.assemble_only)
+    def evaluate(jobs: list[ResultJob], progress: bool = True) -> list | None:
+        return run_jobs(jobs, lambda split: split_models(split, counts), (1, 28, 28), ghns,
+                        ("he",), test_images, train_images, out / "cache", sgd, args.device,
+                        shard=(k, n), compute=not args.assemble_only, progress=progress)
+
+    if args.partial:
+        rows, missing = complete_blocks(make_jobs(args), evaluate)
+    else:
+        rows, missing = evaluate(make_jobs(args)), []
     minutes = (time.perf_counter() - started) / 60
     if rows is None:
         left = "pairs are not cached yet" if args.assemble_only else \
@@ -240,9 +276,16 @@ def main() -> None:
         return
     command = " ".join(["python scripts/results_fmnist.py", *command_flags(sys.argv[1:])])
     reference = f"SGD reference: {recipe.key()}; " if args.sgd else ""
-    caption = (f"`{command}` ({args.machine or machine(args.device)}); architectures seed 0, He init seed 0 + architecture index, {reference}"
-               f"{len(test_images) if not args.images else args.images} test images. "
-               + calibrated_protocol(args).describe().replace("protocol calibrated", "Calibrated protocol", 1) + ".")
+    caption = (f"`{command}` ({args.machine or machine(args.device)}); architectures seed 0, "
+               f"He init seed 0 + architecture index, {reference}"
+               f"{len(test_images) if not args.images else args.images} test images.")
+    if "calibrated" in args.protocols:
+        caption += " " + calibrated_protocol(args).describe().replace(
+            "protocol calibrated", "Calibrated protocol", 1) + "."
+    if missing:
+        caption += ("\n\nNot yet computed (these blocks are left out): "
+                    + ", ".join(f"`{job.protocol.name}` {job.setting} {job.split}"
+                                for job in missing) + ".")
     names = list(ghns)
     paths = write_tables(rows, out, args.figures, caption,
                          pairs=[(name, names[0]) for name in names[1:]])

@@ -144,6 +144,17 @@ def test_results_script_resumes_and_writes_every_table(tmp_path):
                            env=env, timeout=600)
     assert first.returncode == 0, first.stderr[-2000:]
     assert "shard 0/2 done" in first.stdout and not (out / "tables.md").exists()
+    # shard 0 owns test-00 and wide-00: the wide blocks are complete, the test ones not
+    partial = subprocess.run(command + ["--assemble-only", "--partial"], capture_output=True,
+                             text=True, env=env, timeout=600)
+    assert partial.returncode == 0, partial.stderr[-2000:]
+    tables = (out / "tables.md").read_text()
+    assert ("Not yet computed (these blocks are left out): `calibrated` per-channel test, "
+            "`ghn2` per-channel test, `calibrated` per-tensor test") in tables
+    assert "| wide  | GHN-QAT (1)" in tables and "| test " not in tables
+    bad = subprocess.run(command + ["--partial"], capture_output=True, text=True, env=env,
+                         timeout=600)
+    assert bad.returncode == 2 and "--partial only applies to --assemble-only" in bad.stderr
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     tables = (out / "tables.md").read_text()
