@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import warnings
 
 import pytest
 import torch
@@ -80,6 +81,44 @@ def test_reference_cache_is_reused_and_invalidated(images, tmp_path):
     assert other.trainings == 2
     with pytest.raises(ValueError, match="cannot name a cache file"):
         other.accuracy("a/b", module, (1, 12, 12), (32,), setup)
+
+
+def test_a_retraining_that_differs_drops_the_rows_of_the_earlier_network(images, tmp_path):
+    train, val, test = images
+    module = tiny_net()
+    setup = EvalSetup.create(test, train, EvalProtocol(bn_batches=2, calib_batches=1,
+                                                       batch_size=64))
+    ghn2 = EvalSetup.create(test, train, "ghn2")
+    path = tmp_path / "cache" / "tiny.csv"
+
+    def cached_rows() -> list[dict[str, str]]:
+        return list(csv.DictReader(path.read_text().splitlines()))
+
+    SGDReference(tmp_path / "cache", train, val, FAST).accuracy("tiny", module, (1, 12, 12),
+                                                               (32, 4), setup)
+    # no kept weights: the same training again (same device) reproduces it, rows stay
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        SGDReference(tmp_path / "cache", train, val, FAST).accuracy("tiny", module, (1, 12, 12),
+                                                                   (32, 4), ghn2)
+    assert {r["evaluation"] for r in cached_rows()} == {setup.key(), ghn2.key()}
+    # rows of a training that ended elsewhere (as on another device) are not mixed in
+    rows = cached_rows()
+    for r in rows:
+        if r["evaluation"] == setup.key():
+            r["best_val"], r["epochs"] = "0.12345", "99"
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    third = EvalSetup.create(test, train, EvalProtocol(bn_batches=1, calib_batches=1,
+                                                       batch_size=64))
+    with pytest.warns(UserWarning, match=r"'tiny'.*differs.*dropping their rows"):
+        SGDReference(tmp_path / "cache", train, val, FAST).accuracy("tiny", module, (1, 12, 12),
+                                                                   (32,), third)
+    left = cached_rows()
+    assert {r["evaluation"] for r in left} == {ghn2.key(), third.key()}
+    assert len({(r["epochs"], r["best_epoch"], r["best_val"]) for r in left}) == 1
 
 
 def test_bad_recipes_are_value_errors():

@@ -13,6 +13,7 @@ import copy
 import csv
 import hashlib
 import re
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -196,7 +197,10 @@ class SGDReference:
 
     def _read(self, name: str) -> list[dict[str, str]]:
         path = self._file(name)
-        return list(csv.DictReader(path.open())) if path.is_file() else []
+        if not path.is_file():
+            return []
+        with path.open(newline="") as handle:
+            return list(csv.DictReader(handle))
 
     def accuracy(self, name: str, module: nn.Module, in_shape: Sequence[int], bits: Sequence[int],
                  setup: EvalSetup) -> tuple[dict[int, float], dict[str, str]]:
@@ -227,6 +231,7 @@ class SGDReference:
         accuracy = trained_accuracy(model, in_shape, bits, setup)
         info = {"epochs": str(record["epochs"]), "best_epoch": str(record["best_epoch"]),
                 "best_val": f"{record['best_val']:.5f}"}
+        rows = self._same_training(name, rows, info)
         keep = [r for r in rows if not (r["evaluation"] == evaluation and int(r["bits"]) in bits)]
         keep += [{"arch": name, "arch_key": key, "recipe": recipe, "evaluation": evaluation,
                   "bits": str(b), "accuracy": f"{a:.5f}", **info} for b, a in accuracy.items()]
@@ -235,6 +240,27 @@ class SGDReference:
             writer.writeheader()
             writer.writerows(keep)
         return accuracy, info
+
+    @staticmethod
+    def _same_training(name: str, rows: list[dict[str, str]], info: dict[str, str]
+                       ) -> list[dict[str, str]]:
+        """The cached ``rows`` that came from the training described by ``info``.
+
+        Without kept weights a network is trained again for a new evaluation; when that
+        run does not reproduce the one the cached rows came from (another device's
+        kernels can steer SGD elsewhere), their rows are dropped with a warning, so one
+        cache file never mixes two networks; the dropped evaluations are redone when
+        next asked for."""
+        stale = [r for r in rows if any(r[k] != v for k, v in info.items())]
+        if stale:
+            earlier = {k: stale[0][k] for k in info}
+            evaluations = sorted({r["evaluation"] for r in stale})
+            warnings.warn(f"SGD reference {name!r}: this training ({info}) differs from the "
+                          f"one its cached rows came from ({earlier}), e.g. trained on another "
+                          f"device; dropping their rows of {evaluations} so every row comes "
+                          "from one network (keep the trained weights with models=... to "
+                          "avoid retraining)", stacklevel=3)
+        return [r for r in rows if r not in stale]
 
     def records(self, names: Sequence[str]) -> dict[str, dict[str, str]]:
         """``{name: {"epochs", "best_epoch", "best_val"}}`` of the cached architectures
