@@ -88,6 +88,22 @@ def test_bench_train_prints_its_table():
     assert header[0] == "step s" and float(values[0]) > 0 and values[2].endswith("%")
 
 
+def test_bench_sgd_reference_projects_each_network_and_the_total():
+    output = run_script("bench_sgd_reference", "--archs", "2", "--runs", "1", "--threads", "1",
+                        "--train-images", "2560")
+    header, *rows = table_rows(output)
+    assert header == ["arch", "params", "s / step", "min (max epochs)"]
+    assert [r[0] for r in rows] == ["test-00", "test-01"]
+    minutes = [float(r[3]) for r in rows]
+    # 20 epochs of 2560 // 256 = 10 steps: minutes = seconds per step * 200 / 60
+    assert all(abs(float(r[2]) * 200 / 60 - m) < 0.06 for r, m in zip(rows, minutes))
+    total = float(re.search(r"total: ([\d.]+) h for 2 networks", output).group(1))
+    assert abs(total - sum(minutes) / 60) < 0.06
+    bad = subprocess.run([sys.executable, str(SCRIPTS / "bench_sgd_reference.py"), "--runs", "0"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "--runs: expected a positive integer, got 0" in bad.stderr
+
+
 def test_regression_reference_compare_writes_nothing(monkeypatch, capsys):
     script = load("regression_reference")
     path = script.PRETRAINED_DIR / "regression.json"
