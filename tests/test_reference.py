@@ -196,6 +196,39 @@ def test_jobs_cache_resume_shard_and_write_tables(images, tmp_path, monkeypatch)
                  tmp_path / "cache", None, progress=False)
 
 
+def test_jobs_redo_reference_rows_its_own_cache_dropped(images, tmp_path):
+    train, val, test = images
+    models = {"test": [("a", tiny_net())]}
+    job = ResultJob("test", EvalProtocol(bn_batches=1, calib_batches=1, batch_size=64), (32, 4),
+                    sgd=True, images=50)
+    sgd = SGDReference(tmp_path / "sgd", train, val, FAST)
+
+    def run(compute: bool = True):
+        return run_jobs([job], models.__getitem__, (1, 12, 12), {}, (), test, train,
+                        tmp_path / "cache", sgd, compute=compute, progress=False)
+
+    first = {r.bits: r.accuracy for r in run()}
+    assert sgd.trainings == 1 and {r.bits for r in run(compute=False)} == {32, 4}
+    # the reference's own rows go (as when a retraining gave another network): the
+    # results cache's copy is stale, and assembling alone reports it missing
+    path = tmp_path / "sgd" / "a.csv"
+    header = path.read_text().splitlines()[0]
+    path.write_text(header + "\n")
+    assert run(compute=False) is None
+    # its own rows replaced by another network's: stale too; recomputing reads them back
+    redone = {r.bits: r.accuracy for r in run()}
+    assert sgd.trainings == 2 and redone == first  # the same device reproduces the training
+    rows = list(csv.DictReader(path.read_text().splitlines()))
+    for r in rows:
+        r["accuracy"] = "0.01000"
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    assert {r.bits: r.accuracy for r in run()} == {32: 0.01, 4: 0.01}
+    assert sgd.trainings == 2
+
+
 def test_cached_rows_record_the_machine_and_tables_flag_mixed_machines(images, tmp_path):
     from ghn_pyg.machine import UNRECORDED, compute_signature
     train, _, test = images

@@ -202,6 +202,19 @@ class SGDReference:
         with path.open(newline="") as handle:
             return list(csv.DictReader(handle))
 
+    def _rows(self, name: str, key: str) -> list[dict[str, str]]:
+        """The cached rows of architecture ``name`` (``arch_key`` ``key``) and this recipe."""
+        recipe = self.recipe.key()
+        return [r for r in self._read(name) if r["arch_key"] == key and r["recipe"] == recipe]
+
+    def cached_accuracy(self, name: str, module: nn.Module, evaluation: str
+                        ) -> dict[int, float]:
+        """``{bits: top-1 fraction}`` cached for ``name`` under ``evaluation`` (a
+        ``setup.key()``) with this recipe; empty when none is (never trained or
+        evaluated, or dropped after a retraining gave another network)."""
+        return {int(r["bits"]): float(r["accuracy"]) for r in self._rows(name, arch_key(module))
+                if r["evaluation"] == evaluation}
+
     def accuracy(self, name: str, module: nn.Module, in_shape: Sequence[int], bits: Sequence[int],
                  setup: EvalSetup) -> tuple[dict[int, float], dict[str, str]]:
         """The reference accuracy of architecture ``name`` at each of ``bits``.
@@ -220,8 +233,8 @@ class SGDReference:
         Returns:
             ``({bits: top-1 fraction}, {"epochs", "best_epoch", "best_val"})``.
         """
-        key, recipe, evaluation = arch_key(module), self.recipe.key(), setup.key()
-        rows = [r for r in self._read(name) if r["arch_key"] == key and r["recipe"] == recipe]
+        key, evaluation = arch_key(module), setup.key()
+        rows = self._rows(name, key)
         hits = {int(r["bits"]): r for r in rows if r["evaluation"] == evaluation}
         if all(b in hits for b in bits):
             first = hits[bits[0]]
@@ -233,7 +246,8 @@ class SGDReference:
                 "best_val": f"{record['best_val']:.5f}"}
         rows = self._same_training(name, rows, info)
         keep = [r for r in rows if not (r["evaluation"] == evaluation and int(r["bits"]) in bits)]
-        keep += [{"arch": name, "arch_key": key, "recipe": recipe, "evaluation": evaluation,
+        keep += [{"arch": name, "arch_key": key, "recipe": self.recipe.key(),
+                  "evaluation": evaluation,
                   "bits": str(b), "accuracy": f"{a:.5f}", **info} for b, a in accuracy.items()]
         with atomic_path(self._file(name)) as tmp, open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, _FIELDS)

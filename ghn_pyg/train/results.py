@@ -268,11 +268,14 @@ def run_jobs(jobs: Sequence[ResultJob], models: SplitModels, in_shape: Sequence[
     for job, i in tqdm(pairs, desc="results", disable=not progress):
         name, module = split_models[job.split][i]
         path = Path(cache) / job.name / f"{name}.csv"
-        keys = method_keys(fingerprints, baselines, seed + i, job.bits,
-                           setup_key(job.protocol, job.per_channel, job.first_last_8bit,
-                                     num_images[job]), sgd if job.sgd else None)
+        evaluation = setup_key(job.protocol, job.per_channel, job.first_last_8bit, num_images[job])
+        keys = method_keys(fingerprints, baselines, seed + i, job.bits, evaluation,
+                           sgd if job.sgd else None)
         cached = read_method_cache(path)
         stale = [m for m, key in keys.items() if m not in cached or cached[m].key != key]
+        if SGD_METHOD in keys and SGD_METHOD not in stale and not _same_reference(
+                sgd, name, module, evaluation, cached[SGD_METHOD].rows):
+            stale.append(SGD_METHOD)
         if stale and (owner[job.split, i] != k or not compute):
             complete = False
             continue
@@ -295,6 +298,16 @@ def run_jobs(jobs: Sequence[ResultJob], models: SplitModels, in_shape: Sequence[
         print(f"results: {(time.perf_counter() - started) / 60:.1f} min for "
               f"{len(pairs)} (job, architecture) pairs")
     return rows if complete else None
+
+
+def _same_reference(sgd: SGDReference, name: str, module: torch.nn.Module, evaluation: str,
+                    rows: Sequence[EvalRow]) -> bool:
+    """Whether the reference's rows cached here still match the reference's own cache (it
+    drops the rows of a network that a retraining did not reproduce, see
+    :class:`~ghn_pyg.train.reference.SGDReference`), so a table never shows one network's
+    accuracy under one protocol and another's under the next."""
+    reference = sgd.cached_accuracy(name, module, evaluation)
+    return all(r.bits in reference and abs(reference[r.bits] - r.accuracy) < 1e-5 for r in rows)
 
 
 def _evaluate_methods(methods: Sequence[str], name: str, module: torch.nn.Module,
