@@ -15,9 +15,7 @@ stalls.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -27,7 +25,7 @@ import torch.nn.functional as F
 warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", category=FutureWarning)
 
 from ghn_pyg.inits import default_init  # noqa: E402
-from ghn_pyg.report import markdown_table  # noqa: E402
+from ghn_pyg.report import markdown_table, median_ms  # noqa: E402
 from ghn_pyg.train.reference import SGDRecipe  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -62,13 +60,7 @@ def seconds_per_step(module: torch.nn.Module, recipe: SGDRecipe, runs: int,
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
-    step()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return median_ms(step, runs) / 1000
 
 
 def main(argv: list[str] | None = None) -> None:
